@@ -1,0 +1,44 @@
+"""fastnlp: composable, measured training speedups for Keras LSTM text models.
+
+Each speedup is a pure function from a model to a new model::
+
+    from fastnlp import build_lstm, enable_mixed_precision
+    model = enable_mixed_precision(my_model)      # a new model; my_model is untouched
+
+TensorFlow is imported only when a function that needs it is first used, so ``import fastnlp`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "build_lstm": "fastnlp.models",
+    "enable_mixed_precision": "fastnlp.precision",
+    "char_lm_dataset": "fastnlp.preprocess",
+    "CharVocabulary": "fastnlp.preprocess",
+    "CharLMData": "fastnlp.preprocess",
+    "best_checkpoint": "fastnlp.checkpoint",
+    "load_checkpoint": "fastnlp.checkpoint",
+    "applied_speedups": "fastnlp.notices",
+    "NoEffectWarning": "fastnlp.notices",
+    "SpeedupWarning": "fastnlp.notices",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fastnlp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,184 @@
+"""The one module that knows Keras 3 from tf_keras (Keras 2).
+
+TensorFlow 2.21's ``keras``/``tf.keras`` is Keras 3, while tensorflow-model-optimization needs
+``tf_keras``. Every model transform in fastnlp accepts either flavour and returns the same flavour,
+and goes through :func:`rebuild` to do so: no other module branches on the flavour.
+
+A dtype policy or a distribution strategy is fixed when a layer is built, so a transform that changes
+either clones the model with an edited layer config, copies the weights and recompiles it with the
+same loss and metrics and a fresh optimizer of the same config. That also leaves the input untouched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Literal
+
+Flavour = Literal["keras", "tf_keras"]
+FLAVOURS: tuple[Flavour, ...] = ("keras", "tf_keras")
+
+#: ``edit(layer, config, is_output) -> config``: how :func:`rebuild` changes one layer's config.
+ConfigEdit = Callable[[Any, dict, bool], dict]
+
+__all__ = [
+    "FLAVOURS",
+    "Flavour",
+    "callback_base",
+    "compile_arguments",
+    "detect",
+    "keras_module",
+    "load_model",
+    "loss_scale_optimizer_class",
+    "rebuild",
+]
+
+
+def keras_module(flavour: Flavour) -> ModuleType:
+    """Return the ``keras`` or ``tf_keras`` module for ``flavour``.
+
+    Example:
+        >>> keras_module("tf_keras").__name__
+        'tf_keras'
+    """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+    return importlib.import_module(flavour)
+
+
+def detect(model: Any) -> Flavour:
+    """Return ``"keras"`` (Keras 3) or ``"tf_keras"`` (Keras 2) for a Keras model.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model of either flavour.
+
+    Example:
+        >>> import keras
+        >>> detect(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]))
+        'keras'
+    """
+    for name in FLAVOURS:
+        module = sys.modules.get(name)  # a model of a flavour implies its module is imported
+        if module is not None and isinstance(model, module.Model):
+            return name
+    raise TypeError(
+        f"expected a Keras 3 (keras.Model) or tf_keras model, got {type(model).__module__}."
+        f"{type(model).__qualname__}"
+    )
+
+
+def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_objects=None):
+    """Load a ``.keras`` file with the loader of ``flavour`` (``safe_mode`` on by default).
+
+    Example:
+        >>> import keras, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        >>> keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(path)
+        >>> load_model(path, "keras").count_params()
+        4
+    """
+    return keras_module(flavour).models.load_model(
+        path, custom_objects=custom_objects, safe_mode=safe_mode
+    )
+
+
+def callback_base(flavour: Flavour) -> type:
+    """The ``Callback`` base class that ``fit`` of ``flavour`` accepts."""
+    return keras_module(flavour).callbacks.Callback
+
+
+def loss_scale_optimizer_class(flavour: Flavour) -> type:
+    """The dynamic loss-scaling optimizer wrapper of ``flavour`` (needed for float16)."""
+    module = keras_module(flavour)
+    return module.optimizers.LossScaleOptimizer if flavour == "keras" else module.mixed_precision.LossScaleOptimizer
+
+
+def compile_arguments(model: Any) -> dict | None:
+    """The arguments ``model.compile`` was called with, or ``None`` for an uncompiled model."""
+    compiled = model.compiled if detect(model) == "keras" else model._is_compiled
+    if not compiled or not hasattr(model, "_compile_config"):
+        return None
+    return dict(model._compile_config.config)
+
+
+def rebuild(model: Any, edit: ConfigEdit | None = None, *, loss_scale: bool | None = None):
+    """Return a new model of the same flavour: layers re-created from (edited) configs, weights copied,
+    recompiled as ``model`` was with a fresh optimizer of the same config.
+
+    Args:
+        model: a Sequential or functional model, Keras 3 or tf_keras.
+        edit: changes one layer's config; it is called for every layer but the model inputs, with
+            ``is_output`` true for the layers that produce the model's outputs.
+        loss_scale: wrap the new optimizer in dynamic loss scaling (``True``), drop such a wrapper
+            (``False``), or keep whatever ``model`` had (``None``).
+
+    Raises:
+        TypeError: not a Keras model, or a subclassed model, whose layers cannot be re-created.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        >>> copy = rebuild(m)
+        >>> copy is m, bool((copy.get_weights()[0] == m.get_weights()[0]).all())
+        (False, True)
+    """
+    flavour = detect(model)
+    clone = _clone(model, edit, keras_module(flavour))
+    if model.weights:
+        clone.set_weights(model.get_weights())
+    arguments = compile_arguments(model)
+    if arguments is not None:
+        optimizer = _fresh_optimizer(model.optimizer, flavour, loss_scale)
+        clone.compile(optimizer=optimizer, **{k: _fresh(v) for k, v in arguments.items() if k != "optimizer"})
+    return clone
+
+
+def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType):
+    is_layer_graph = isinstance(model, keras.Sequential) or any(
+        cls.__name__ == "Functional" for cls in type(model).__mro__  # same class name in both flavours
+    )
+    if not is_layer_graph:
+        raise TypeError(
+            f"fastnlp re-creates models layer by layer, which a subclassed model "
+            f"({type(model).__qualname__}) does not allow; build it with keras.Sequential or the "
+            f"functional API (keras.Model(inputs, outputs))"
+        )
+    output_layers = {id(tensor._keras_history[0]) for tensor in _outputs(model)}
+
+    def clone_layer(layer):
+        if isinstance(layer, keras.Model):
+            return _clone(layer, edit, keras)
+        config = layer.get_config()
+        if edit is not None and not isinstance(layer, keras.layers.InputLayer):
+            config = edit(layer, config, id(layer) in output_layers)
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone_layer)
+
+
+def _outputs(model: Any) -> list:
+    try:
+        return list(model.outputs or [])
+    except AttributeError:  # a Keras 3 Sequential that was never built has no outputs yet
+        return []
+
+
+def _fresh_optimizer(optimizer: Any, flavour: Flavour, loss_scale: bool | None):
+    scaler = loss_scale_optimizer_class(flavour)
+    had_scaling = isinstance(optimizer, scaler)
+    inner = optimizer.inner_optimizer if had_scaling else optimizer
+    fresh = type(inner).from_config(inner.get_config())
+    return scaler(fresh) if (had_scaling if loss_scale is None else loss_scale) else fresh
+
+
+def _fresh(value: Any) -> Any:
+    """A new copy of a stateful compile argument (metric or loss object); strings and functions as they are."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fresh(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _fresh(item) for key, item in value.items()}
+    if hasattr(value, "get_config") and hasattr(type(value), "from_config"):
+        return type(value).from_config(value.get_config())
+    return value

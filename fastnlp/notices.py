@@ -1,0 +1,42 @@
+"""Saying what a speedup did: warnings when it cannot help, and a record of what was applied."""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from typing import Any
+
+__all__ = ["NoEffectWarning", "SpeedupWarning", "applied_speedups", "record_applied", "warn_no_effect"]
+
+
+class SpeedupWarning(UserWarning):
+    """A speedup was applied as asked, but this machine is unlikely to run it faster."""
+
+
+class NoEffectWarning(SpeedupWarning):
+    """A speedup could not take effect here; the model came back as an unchanged copy."""
+
+
+_APPLIED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def warn_no_effect(transform: str, reason: str) -> None:
+    """Warn that ``transform`` returned an unchanged copy, and why."""
+    warnings.warn(f"{transform}: no effect, returning an unchanged copy: {reason}", NoEffectWarning, stacklevel=3)
+
+
+def record_applied(model: Any, entry: str, source: Any = None) -> None:
+    """Note on ``model`` that ``entry`` was applied, after whatever had been applied to ``source``."""
+    previous = _APPLIED.get(source, ()) if source is not None else ()
+    _APPLIED[model] = (*previous, entry)
+
+
+def applied_speedups(model: Any) -> tuple[str, ...]:
+    """What fastnlp applied to make ``model``, in order (empty for a model it did not make).
+
+    Example:
+        >>> from fastnlp import build_lstm
+        >>> applied_speedups(build_lstm(10, units=4, num_layers=1, speedups=["enable_mixed_precision"]))[0][:24]
+        'enable_mixed_precision(p'
+    """
+    return _APPLIED.get(model, ())

@@ -1,0 +1,146 @@
+"""The registry of model transforms: each registered once, with a tiny example to try it on.
+
+The shared tests in ``tests/test_transform_contract.py`` loop over :func:`transforms`, so a newly
+registered transform is checked for purity, a 2-step fit, save/load and bad input with no new test.
+The order in which :func:`plan` applies transforms lives here, once: a dtype policy must be fixed
+before variables are created under a strategy, wrappers (pruning, quantization) go around built
+layers, and compile options come last because every rebuild recompiles.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["STAGES", "BadCall", "Example", "Transform", "plan", "register", "transforms"]
+
+#: Stages in the order they must be applied (see the module docstring for why).
+STAGES: tuple[str, ...] = ("dtype_policy", "strategy", "wrappers", "compile_options")
+
+#: Modules whose import registers transforms.
+_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.precision",)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A tiny compiled model and a batch of data to try a transform on."""
+
+    model: Any
+    x: Any
+    y: Any
+
+
+@dataclass(frozen=True)
+class BadCall:
+    """Keyword arguments that must make a transform raise ``error`` with ``match`` in its message."""
+
+    kwargs: Mapping[str, Any]
+    error: type[Exception]
+    match: str
+
+
+def tiny_char_lm(flavour: str) -> Example:
+    """A 1-layer character LM (vocabulary 12, 8 units, sequences of 10) and 8 random samples."""
+    import numpy as np
+
+    from fastnlp.models import build_lstm
+
+    rng = np.random.default_rng(0)
+    model = build_lstm(12, units=8, num_layers=1, embedding_dim=4, seq_len=10, flavour=flavour)
+    return Example(model, rng.integers(0, 12, (8, 10)), rng.integers(0, 12, (8, 10)))
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One registered model transform."""
+
+    name: str
+    func: Callable
+    stage: str
+    try_kwargs: Mapping[str, Any] = field(default_factory=dict)  # arguments that make it take effect in tests
+    bad_calls: tuple[BadCall, ...] = ()
+    conflicts: frozenset[str] = frozenset()  # names of transforms it cannot be combined with
+    example: Callable[[str], Example] = tiny_char_lm
+
+
+_REGISTRY: dict[str, Transform] = {}
+
+
+def register(
+    *,
+    stage: str,
+    try_kwargs: Mapping[str, Any] | None = None,
+    bad_calls: Iterable[BadCall] = (),
+    conflicts: Iterable[str] = (),
+    example: Callable[[str], Example] = tiny_char_lm,
+) -> Callable[[Callable], Callable]:
+    """Decorator that registers a model transform under its function name."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+
+    def decorate(func: Callable) -> Callable:
+        if func.__name__ in _REGISTRY:
+            raise ValueError(f"a transform named {func.__name__!r} is already registered")
+        _REGISTRY[func.__name__] = Transform(
+            func.__name__, func, stage, dict(try_kwargs or {}), tuple(bad_calls), frozenset(conflicts), example
+        )
+        return func
+
+    return decorate
+
+
+def transforms() -> tuple[Transform, ...]:
+    """Every registered transform, in application order.
+
+    Example:
+        >>> [t.name for t in transforms()][:1]
+        ['enable_mixed_precision']
+    """
+    for module in _TRANSFORM_MODULES:
+        importlib.import_module(module)
+    return tuple(sorted(_REGISTRY.values(), key=lambda t: STAGES.index(t.stage)))
+
+
+def _lookup(spec: Any) -> tuple[Transform, dict]:
+    known = {t.name: t for t in transforms()}
+    if isinstance(spec, str):
+        if spec not in known:
+            raise ValueError(f"unknown speedup {spec!r}; registered speedups are {sorted(known)}")
+        return known[spec], {}
+    if isinstance(spec, functools.partial):
+        if spec.args:
+            raise ValueError(f"give a speedup's options by keyword: functools.partial({spec.func.__name__}, key=value)")
+        transform, kwargs = _lookup(spec.func)
+        return transform, {**kwargs, **spec.keywords}
+    for transform in known.values():
+        if transform.func is spec:
+            return transform, {}
+    raise TypeError(
+        f"a speedup is a registered transform function, its name, or functools.partial of one; "
+        f"got {spec!r} (registered: {sorted(known)})"
+    )
+
+
+def plan(speedups: Iterable[Any]) -> list[tuple[Transform, dict]]:
+    """Resolve speedups (functions, names, or ``functools.partial`` with options) into application order.
+
+    Raises:
+        ValueError: an unknown name, the same speedup twice, or two speedups that cannot be combined.
+
+    Example:
+        >>> [t.name for t, kwargs in plan(["enable_mixed_precision"])]
+        ['enable_mixed_precision']
+    """
+    steps = [_lookup(spec) for spec in speedups]
+    names = [t.name for t, _ in steps]
+    for i, (transform, _) in enumerate(steps):
+        if transform.name in names[:i]:
+            raise ValueError(f"speedup {transform.name!r} is listed twice; give it once (with its options)")
+        clash = transform.conflicts.intersection(names)
+        if clash:
+            raise ValueError(f"speedup {transform.name!r} cannot be combined with {sorted(clash)}")
+    return sorted(steps, key=lambda step: STAGES.index(step[0].stage))
+
