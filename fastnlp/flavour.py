@@ -151,7 +151,8 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType):
         if isinstance(layer, keras.Model):
             return _clone(layer, edit, keras)
         config = layer.get_config()
-        if edit is not None and not isinstance(layer, keras.layers.InputLayer):
+        editable = isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer)
+        if edit is not None and editable:  # Keras 3 graphs also hold plain operations (e.g. a mask's not_equal)
             config = edit(layer, config, id(layer) in output_layers)
         return layer.__class__.from_config(config)
 

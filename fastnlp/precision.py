@@ -44,7 +44,6 @@ def enable_mixed_precision(model: Any, policy: str = "auto") -> Any:
     Example:
         >>> from fastnlp import build_lstm
         >>> model = build_lstm(vocab_size=60, units=32, num_layers=1)
-        >>> import warnings; warnings.simplefilter("ignore")
         >>> fast = enable_mixed_precision(model, "mixed_bfloat16")
         >>> fast.get_layer("lstm_1").dtype_policy.name, fast.get_layer("probabilities").dtype_policy.name
         ('mixed_bfloat16', 'float32')

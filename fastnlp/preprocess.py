@@ -108,7 +108,7 @@ def char_lm_dataset(
         >>> data = char_lm_dataset("to be or not to be, " * 50, seq_len=10, batch_size=4)
         >>> ids, targets = next(iter(data.train))
         >>> tuple(ids.shape), data.vocabulary.size, data.train_windows, data.validation_windows
-        ((4, 10), 9, 90, 9)
+        ((4, 10), 8, 89, 10)
     """
     import tensorflow as tf
 

@@ -1,0 +1,110 @@
+"""Benchmark: the blog's char-LM recipe vs fastnlp's on tinyshakespeare, at a size this CPU can train.
+
+Prints and records (JSON + PNG under --out):
+  * time to the blog recipe's final validation loss, both recipes, same model size, same run, and
+    fastnlp's once more with a larger learning rate and smaller batch (--tuned-lr, --tuned-batch);
+  * samples/s and predicted characters/s;
+  * training FLOP/s of each recipe as a fraction of a same-run 2048^2 float32 matmul;
+  * fastnlp recipe throughput in mixed_bfloat16 vs float32 on this CPU.
+
+    python benchmarks/char_lm_speedup.py                      # full size, ~25 minutes on 2 cores
+    python benchmarks/char_lm_speedup.py --budget 60 --units 64   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fastnlp import build_lstm, char_lm_dataset, enable_mixed_precision
+from fastnlp.demo import DemoSettings, compare_recipes, format_table, plot_curves, run_fastnlp_recipe, split_corpus
+from fastnlp.measure import TrainingRun, lstm_training_flops, matmul_flops, timed_training_callback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CORPUS = os.path.join(HERE, "..", "..", "shared", "data", "tinyshakespeare", "input.txt")
+
+
+def throughput(text: str, settings: DemoSettings, policy: str | None, seconds: float) -> float:
+    """Training samples/s of the fastnlp recipe with ``policy`` (None: float32) for ``seconds``."""
+    data = char_lm_dataset(text, settings.seq_len, settings.batch_size, 0.0)
+    speedups = [functools.partial(enable_mixed_precision, policy=policy)] if policy else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_lstm(data.vocabulary.size, units=settings.units, num_layers=settings.num_layers,
+                           seq_len=settings.seq_len, speedups=speedups)
+    run = TrainingRun(settings.batch_size)
+    clock = timed_training_callback(model, lambda: float("nan"), run, seconds, min_gap_s=seconds)
+    model.fit(data.train, epochs=1000, shuffle=False, callbacks=[clock], verbose=0)
+    return run.samples_per_second()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=720.0, help="blog recipe training seconds")
+    parser.add_argument("--tuned-lr", type=float, default=5e-3, help="learning rate of the tuned fastnlp run")
+    parser.add_argument("--tuned-batch", type=int, default=32, help="batch size of the tuned fastnlp run")
+    parser.add_argument("--precision-seconds", type=float, default=60.0, help="seconds per precision throughput run")
+    parser.add_argument("--out", default="bench-output/char_lm")
+    args = parser.parse_args()
+    if not os.path.exists(args.corpus):
+        print(f"corpus {args.corpus} not found; pass --corpus FILE", file=sys.stderr)
+        return 2
+    with open(args.corpus, encoding="utf-8") as corpus:
+        text = corpus.read()
+    os.makedirs(args.out, exist_ok=True)
+    settings = DemoSettings(units=args.units, num_layers=args.layers, budget_s=args.budget, verbose=2)
+
+    results = compare_recipes(text, settings)
+    results["corpus"] = os.path.basename(os.path.dirname(os.path.abspath(args.corpus))) + "/" + os.path.basename(args.corpus)
+
+    # fastnlp again, with a learning rate and batch its many-targets-per-batch gradients allow
+    tuned = dataclasses.replace(settings, fastnlp_learning_rate=args.tuned_lr, batch_size=args.tuned_batch)
+    results["recipes"]["fastnlp_tuned"] = {
+        **run_fastnlp_recipe(split_corpus(text, tuned), tuned, results["target_val_loss"]),
+        "label": f"fastnlp, lr {args.tuned_lr:g}, batch {args.tuned_batch}",
+    }
+    results["recipes"]["fastnlp_tuned"].pop("machine")
+
+    vocab = results["vocab_size"]
+    results["matmul_2048_flops"] = {"float32": matmul_flops(dtype="float32"), "bfloat16": matmul_flops(dtype="bfloat16")}
+    for name, input_dim, predictions in (("blog", 1, 1), ("fastnlp", 64, settings.seq_len), ("fastnlp_tuned", 64, settings.seq_len)):
+        recipe = results["recipes"][name]
+        per_sample = lstm_training_flops(settings.seq_len, input_dim, settings.units, settings.num_layers, vocab, predictions)
+        recipe["training_flops"] = per_sample * recipe["samples_per_s"]
+        recipe["fraction_of_matmul_fp32"] = recipe["training_flops"] / results["matmul_2048_flops"]["float32"]
+
+    print(f"\n== fastnlp recipe throughput, float32 vs mixed_bfloat16, {args.precision_seconds:g} s each", flush=True)
+    results["precision_samples_per_s"] = {
+        "float32": throughput(text, settings, None, args.precision_seconds),
+        "mixed_bfloat16": throughput(text, settings, "mixed_bfloat16", args.precision_seconds),
+    }
+
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as out:
+        json.dump(results, out, indent=1)
+    plot_curves(results, os.path.join(args.out, "loss_vs_time.png"))
+    print()
+    print(format_table(results))
+    matmul = results["matmul_2048_flops"]
+    print(f"2048^2 matmul: {matmul['float32'] / 1e9:.1f} GFLOP/s float32, {matmul['bfloat16'] / 1e9:.1f} GFLOP/s bfloat16")
+    for name in ("blog", "fastnlp", "fastnlp_tuned"):
+        recipe = results["recipes"][name]
+        print(f"{name} training: {recipe['training_flops'] / 1e9:.1f} GFLOP/s = {recipe['fraction_of_matmul_fp32']:.0%} of float32 matmul")
+    precision = results["precision_samples_per_s"]
+    print(f"fastnlp samples/s: float32 {precision['float32']:.1f}, mixed_bfloat16 {precision['mixed_bfloat16']:.1f} "
+          f"({precision['mixed_bfloat16'] / precision['float32']:.2f}x)")
+    print(f"machine: {results['machine']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Save the best model without ever leaving a corrupt file, and load it back safely.
+
+The blog's ``ModelCheckpoint(save_best_only=True)`` writes straight into the best file, so a run
+killed mid-save leaves a truncated "best" model. Here every save goes to a temporary file in the
+same folder, is flushed to disk, and then atomically replaces the best file.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import warnings
+import zipfile
+from typing import Any
+
+from fastnlp import flavour as flavours
+
+__all__ = ["best_checkpoint", "load_checkpoint", "save_atomically"]
+
+
+def save_atomically(model: Any, path: str | os.PathLike) -> None:
+    """Save ``model`` to the ``.keras`` file ``path`` so that ``path`` is always either the old or the new model.
+
+    Example:
+        >>> import keras, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "best.keras")
+        >>> save_atomically(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), path)
+        >>> os.listdir(os.path.dirname(path))
+        ['best.keras']
+    """
+    path = _keras_path(path)
+    folder = os.path.dirname(path) or "."
+    temporary = os.path.join(folder, f".{os.path.basename(path)[:-6]}.{os.getpid()}.partial.keras")
+    try:
+        model.save(temporary)
+        with open(temporary, "rb+") as saved:
+            os.fsync(saved.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def load_checkpoint(path: str | os.PathLike, *, custom_objects: dict | None = None, safe_mode: bool = True) -> Any:
+    """Load a ``.keras`` file with the Keras flavour that saved it, in ``safe_mode`` by default.
+
+    Example:
+        >>> import tf_keras, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        >>> tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(1)]).save(path)
+        >>> type(load_checkpoint(path)).__module__.split(".")[0]
+        'tf_keras'
+    """
+    path = _keras_path(path)
+    with zipfile.ZipFile(path) as archive:
+        version = json.loads(archive.read("metadata.json"))["keras_version"]
+    flavour = "keras" if int(version.split(".")[0]) >= 3 else "tf_keras"
+    return flavours.load_model(path, flavour, safe_mode=safe_mode, custom_objects=custom_objects)
+
+
+def best_checkpoint(model: Any, path: str | os.PathLike, monitor: str = "val_loss", mode: str = "min") -> Any:
+    """A callback for ``model.fit`` that saves the model to ``path`` whenever ``monitor`` improves.
+
+    Saves are atomic (see :func:`save_atomically`); reload with :func:`load_checkpoint`.
+
+    Args:
+        model: the model that will be fit (picks the Keras flavour of the callback).
+        path: the ``.keras`` file to keep the best model in.
+        monitor: the logged quantity to watch, e.g. ``"val_loss"`` or ``"loss"``.
+        mode: ``"min"`` or ``"max"``: which direction is better.
+
+    Raises:
+        ValueError: ``path`` does not end in ``.keras``, or an unknown ``mode``.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> from fastnlp import build_lstm
+        >>> model = build_lstm(12, units=4, num_layers=1)
+        >>> path = os.path.join(tempfile.mkdtemp(), "best.keras")
+        >>> x = np.zeros((4, 5), "int32")
+        >>> _ = model.fit(x, x, epochs=2, verbose=0, callbacks=[best_checkpoint(model, path, monitor="loss")])
+        >>> load_checkpoint(path).count_params() == model.count_params()
+        True
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    return _checkpoint_class(flavours.detect(model))(_keras_path(path), monitor, 1 if mode == "min" else -1)
+
+
+class _BestCheckpoint:
+    """The flavour-independent part of the callback :func:`best_checkpoint` returns."""
+
+    def __init__(self, path: str, monitor: str, sign: int) -> None:
+        super().__init__()
+        self.path, self.monitor, self.sign = path, monitor, sign
+        self.best = math.inf  # sign * the best value seen
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            warnings.warn(
+                f"best_checkpoint: {self.monitor!r} is not logged (logged: {sorted(logs or {})}); nothing saved",
+                stacklevel=2,
+            )
+            return
+        if self.sign * float(value) < self.best:
+            self.best = self.sign * float(value)
+            save_atomically(self.model, self.path)
+
+
+@functools.cache
+def _checkpoint_class(flavour: str) -> type:
+    return type("BestCheckpoint", (_BestCheckpoint, flavours.callback_base(flavour)), {})
+
+
+def _keras_path(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"path must end in '.keras' (the Keras v3 format), got {path!r}")
+    return path

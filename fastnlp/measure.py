@@ -1,0 +1,175 @@
+"""Measuring a speedup: training time to a target loss, throughput, peak memory, FLOP/s.
+
+Timing follows the guide's rules: evaluation pauses the training clock, throughput is the median
+over timed windows after warm-up, and comparisons are ratios taken in one run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastnlp import flavour as flavours
+
+__all__ = ["PeakMemory", "TrainingRun", "lstm_training_flops", "matmul_flops", "timed_training_callback"]
+
+
+class PeakMemory:
+    """Context manager that samples this process's resident memory and keeps the peak.
+
+    Example:
+        >>> with PeakMemory() as memory:
+        ...     block = bytearray(50_000_000)
+        >>> memory.peak_increase_mb >= 40
+        True
+    """
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.start_bytes = self.peak_bytes = 0
+
+    def __enter__(self) -> PeakMemory:
+        self.start_bytes = self.peak_bytes = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        """Peak resident memory of the whole process, MB."""
+        return self.peak_bytes / 2**20
+
+    @property
+    def peak_increase_mb(self) -> float:
+        """Peak resident memory above what the process held on entry, MB."""
+        return (self.peak_bytes - self.start_bytes) / 2**20
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`timed_training_callback` recorded: the loss curve against training time, and batch timings."""
+
+    batch_size: int
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (training seconds, validation loss)
+    batch_seconds: list[float] = field(default_factory=list)
+    stopped_at_target: bool = False
+
+    @property
+    def training_seconds(self) -> float:
+        return self.curve[-1][0] if self.curve else 0.0
+
+    @property
+    def final_loss(self) -> float:
+        return self.curve[-1][1]
+
+    def time_to(self, loss: float) -> float | None:
+        """Training seconds at the first evaluation with validation loss at or below ``loss``."""
+        return next((t for t, value in self.curve if value <= loss), None)
+
+    def samples_per_second(self, warmup_batches: int = 3, window: int = 10) -> float:
+        """Median samples/s over windows of ``window`` batches, after ``warmup_batches``."""
+        timed = self.batch_seconds[warmup_batches:] or self.batch_seconds
+        windows = [timed[i : i + window] for i in range(0, len(timed), window)]
+        windows = [w for w in windows if len(w) == window] or [timed]
+        return statistics.median(self.batch_size * len(w) / sum(w) for w in windows)
+
+
+def timed_training_callback(
+    model: Any,
+    evaluate: Callable[[], float],
+    run: TrainingRun,
+    budget_s: float,
+    target_loss: float | None = None,
+    min_gap_s: float = 1.0,
+    growth: float = 1.2,
+    report: Callable[[str], None] | None = None,
+) -> Any:
+    """A callback that evaluates ``evaluate()`` on a growing schedule of training time and stops the fit.
+
+    The clock runs from the start of ``fit`` (so graph tracing counts) and pauses while evaluating.
+    Evaluations happen at 0 s and whenever training time passed ``max(last + min_gap_s, last * growth)``;
+    training stops at ``budget_s`` or once the loss reaches ``target_loss``. ``report`` receives a
+    line per evaluation.
+    """
+    base = flavours.callback_base(flavours.detect(model))
+
+    class TimedTraining(base):
+        def on_train_begin(self, logs=None):
+            run.curve.append((0.0, evaluate()))
+            self.elapsed, self.next_eval = 0.0, min_gap_s
+            self.resumed = time.perf_counter()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.batch_start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            run.batch_seconds.append(now - self.batch_start)
+            self.elapsed += now - self.resumed
+            done = self.elapsed >= budget_s
+            if done or self.elapsed >= self.next_eval:
+                loss = evaluate()
+                run.curve.append((self.elapsed, loss))
+                if report:
+                    report(f"  {self.elapsed:7.1f} s  {len(run.batch_seconds):6d} steps  val loss {loss:.4f}")
+                self.next_eval = max(self.elapsed + min_gap_s, self.elapsed * growth)
+                run.stopped_at_target = target_loss is not None and loss <= target_loss
+                if done or run.stopped_at_target:
+                    self.model.stop_training = True
+            self.resumed = time.perf_counter()
+
+    return TimedTraining()
+
+
+def matmul_flops(n: int = 2048, dtype: str = "float32", repeats: int = 10) -> float:
+    """FLOP/s of an ``n`` x ``n`` matrix product on this machine (median of ``repeats`` after warm-up)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    product = tf.function(lambda m: tf.linalg.matmul(m, m))
+    product(a).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def lstm_training_flops(
+    seq_len: int, input_dim: int, units: int, num_layers: int, vocab_size: int, predictions_per_sample: int
+) -> float:
+    """Matrix-multiply FLOPs to train on one sample (forward + backward ~ 3 x forward).
+
+    Each LSTM step multiplies ``[x, h]`` by a ``(input + units) x 4 units`` matrix; the output layer
+    multiplies ``units x vocab_size`` once per prediction.
+
+    Example:
+        >>> lstm_training_flops(seq_len=1, input_dim=1, units=1, num_layers=1, vocab_size=1, predictions_per_sample=1)
+        54.0
+    """
+    forward = 0.0
+    width = input_dim
+    for _ in range(num_layers):
+        forward += seq_len * 2 * (width + units) * 4 * units
+        width = units
+    forward += predictions_per_sample * 2 * units * vocab_size
+    return 3 * forward

@@ -1,0 +1,88 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from fastnlp import best_checkpoint, build_lstm, load_checkpoint
+from fastnlp.checkpoint import save_atomically
+
+
+def test_saves_only_on_improvement_and_reloads_safely(flavour, tmp_path):
+    model = build_lstm(12, units=4, num_layers=1, flavour=flavour)
+    path = tmp_path / "best.keras"
+    callback = best_checkpoint(model, path)
+    callback.set_model(model)
+
+    callback.on_epoch_end(0, {"val_loss": 2.0})
+    saved = path.stat().st_mtime_ns
+    callback.on_epoch_end(1, {"val_loss": 3.0})
+    assert path.stat().st_mtime_ns == saved
+    callback.on_epoch_end(2, {"val_loss": 1.0})
+    assert path.stat().st_mtime_ns != saved
+    assert callback.best == 1.0
+    assert os.listdir(tmp_path) == ["best.keras"]  # no temporary file left behind
+
+    loaded = load_checkpoint(path)
+    x = np.arange(10).reshape(2, 5)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert type(loaded).__module__.split(".")[0] == flavour
+
+
+def test_max_mode_and_bad_arguments(tmp_path):
+    model = build_lstm(12, units=4, num_layers=1)
+    callback = best_checkpoint(model, tmp_path / "best.keras", monitor="val_accuracy", mode="max")
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"val_accuracy": 0.5})
+    callback.on_epoch_end(1, {"val_accuracy": 0.7})
+    assert callback.best == -0.7
+    with pytest.warns(UserWarning, match="'val_accuracy' is not logged"):
+        callback.on_epoch_end(2, {"loss": 1.0})
+    with pytest.raises(ValueError, match="must end in '.keras'"):
+        best_checkpoint(model, tmp_path / "best.h5")
+    with pytest.raises(ValueError, match="mode must be"):
+        best_checkpoint(model, tmp_path / "best.keras", mode="lowest")
+
+
+SAVE_FOREVER = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    from fastnlp import build_lstm
+    from fastnlp.checkpoint import save_atomically
+    model = build_lstm(40, units=128, num_layers=2, flavour=sys.argv[2])  # a few MB per save
+    step = 0
+    while True:
+        model.get_layer("logits").bias.assign(model.get_layer("logits").bias + 1.0)
+        save_atomically(model, sys.argv[1])
+        step += 1
+        print(step, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("kill_after_saves", [1, 3, 6])
+def test_a_process_killed_while_saving_never_leaves_a_corrupt_best_file(tmp_path, kill_after_saves):
+    path = tmp_path / "best.keras"
+    flavour = "keras" if kill_after_saves % 2 else "tf_keras"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SAVE_FOREVER, str(path), flavour], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(kill_after_saves):  # wait for this many completed saves
+            assert process.stdout.readline(), "the saving process died"
+        time.sleep(0.05 * kill_after_saves)  # then kill it somewhere inside a later save
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()
+
+    model = load_checkpoint(path)  # the last completed save, whole
+    bias = model.get_layer("logits").bias.numpy()
+    assert bias.min() == bias.max() >= kill_after_saves

@@ -1,0 +1,106 @@
+"""Shared tests every registered transform must pass, for both Keras flavours."""
+
+import numpy as np
+import pytest
+
+import keras
+import tf_keras
+
+from fastnlp import flavour as flavours
+from fastnlp import registry
+
+TRANSFORMS = registry.transforms()
+pytestmark = [
+    pytest.mark.parametrize("transform", TRANSFORMS, ids=[t.name for t in TRANSFORMS]),
+    pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning"),
+]
+
+
+def model_state(model):
+    optimizer = model.optimizer
+    return {
+        "weights": [w.copy() for w in model.get_weights()],
+        "policies": [layer.dtype_policy.name for layer in model.layers],
+        "compile": model.get_compile_config(),
+        "optimizer": (type(optimizer).__name__, int(optimizer.iterations.numpy()), [v.numpy().copy() for v in optimizer.variables]),
+    }
+
+
+def global_state():
+    import tensorflow as tf
+
+    return (
+        keras.mixed_precision.global_policy().name,
+        tf_keras.mixed_precision.global_policy().name,
+        keras.config.floatx(),
+        tf_keras.backend.floatx(),
+        tf.distribute.has_strategy(),
+    )
+
+
+def assert_same_state(before, after):
+    assert before["policies"] == after["policies"]
+    assert before["compile"] == after["compile"]
+    assert before["optimizer"][:2] == after["optimizer"][:2]
+    for a, b in zip(before["optimizer"][2] + before["weights"], after["optimizer"][2] + after["weights"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_input_model_and_global_state_are_untouched(transform, flavour):
+    example = transform.example(flavour)
+    example.model.fit(example.x, example.y, epochs=1, verbose=0)  # a trained input, optimizer state and all
+    before, globals_before = model_state(example.model), global_state()
+
+    result = transform.func(example.model, **transform.try_kwargs)
+
+    assert result is not example.model
+    assert_same_state(before, model_state(example.model))
+    assert global_state() == globals_before
+    assert flavours.detect(result) == flavour
+
+
+def test_result_fits_two_steps(transform, flavour):
+    example = transform.example(flavour)
+    result = transform.func(example.model, **transform.try_kwargs)
+    history = result.fit(example.x, example.y, batch_size=len(example.x) // 2, epochs=1, verbose=0)
+    assert int(result.optimizer.iterations.numpy()) == 2
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_save_and_load_give_equal_predictions(transform, flavour, tmp_path):
+    example = transform.example(flavour)
+    result = transform.func(example.model, **transform.try_kwargs)
+    result.fit(example.x, example.y, epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    result.save(path)
+
+    loaded = flavours.load_model(path, flavour)
+
+    assert [layer.dtype_policy.name for layer in loaded.layers] == [layer.dtype_policy.name for layer in result.layers]
+    np.testing.assert_allclose(loaded.predict(example.x, verbose=0), result.predict(example.x, verbose=0), rtol=0, atol=1e-6)
+    loaded.fit(example.x, example.y, epochs=1, verbose=0)  # and it trains on
+
+
+def test_bad_input_raises_a_clear_error(transform, flavour):
+    with pytest.raises(TypeError, match="expected a Keras 3"):
+        transform.func("not a model", **transform.try_kwargs)
+
+    module = flavours.keras_module(flavour)
+
+    class Subclassed(module.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = module.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 3), "float32"))
+    with pytest.raises(TypeError, match="subclassed model"):
+        transform.func(subclassed, **transform.try_kwargs)
+
+    example = transform.example(flavour)
+    for bad in transform.bad_calls:
+        with pytest.raises(bad.error, match=bad.match):
+            transform.func(example.model, **bad.kwargs)
