@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget", type=float, metavar="SECONDS", help="training seconds of the blog recipe")
     demo.add_argument("--units", type=int, help="LSTM units per layer (both recipes)")
     demo.add_argument("--layers", type=int, help="LSTM layers (both recipes)")
+    demo.add_argument("--window", type=int, help="characters per training window of the fastnlp recipe (default 25)")
     demo.add_argument("--max-chars", type=int, help="use only the first N characters of the corpus")
     demo.add_argument("--out", default="fastnlp-demo", help="output folder (default: %(default)s)")
     return parser
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from fastnlp import demo
 
     settings = demo.QUICK if args.quick else demo.DemoSettings()
-    changes = {"policy": args.policy, "budget_s": args.budget, "units": args.units, "num_layers": args.layers, "max_chars": args.max_chars}
+    changes = {"policy": args.policy, "budget_s": args.budget, "units": args.units, "num_layers": args.layers, "max_chars": args.max_chars, "fastnlp_seq_len": args.window}
     settings = dataclasses.replace(settings, **{key: value for key, value in changes.items() if value is not None})
     if args.corpus:
         with open(args.corpus, encoding="utf-8") as corpus_file:
