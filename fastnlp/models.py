@@ -7,6 +7,7 @@ from typing import Any
 
 from fastnlp import flavour as flavours
 from fastnlp import registry
+from fastnlp.validation import check_positive_int
 
 __all__ = ["TASKS", "build_lstm"]
 
@@ -63,7 +64,7 @@ def build_lstm(
         >>> model.output_shape, model.get_layer("lstm_1").dtype_policy.name
         ((None, 100, 65), 'mixed_bfloat16')
     """
-    _check_positive(vocab_size=vocab_size, units=units, num_layers=num_layers, embedding_dim=embedding_dim)
+    check_positive_int(vocab_size=vocab_size, units=units, num_layers=num_layers, embedding_dim=embedding_dim)
     if vocab_size < 2:
         raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
     if task not in TASKS:
@@ -73,7 +74,7 @@ def build_lstm(
     if task == "classify" and (not isinstance(num_classes, int) or num_classes < 2):
         raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes!r}")
     if seq_len is not None:
-        _check_positive(seq_len=seq_len)
+        check_positive_int(seq_len=seq_len)
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     steps = registry.plan(speedups)  # reject bad speedups before building anything
@@ -99,9 +100,3 @@ def build_lstm(
     for transform, kwargs in steps:
         model = transform.func(model, **kwargs)
     return model
-
-
-def _check_positive(**values: Any) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from fastnlp.validation import check_positive_int
+
 __all__ = ["CharLMData", "CharVocabulary", "char_lm_dataset"]
 
 
@@ -116,9 +118,7 @@ def char_lm_dataset(
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if not text:
         raise ValueError("text is empty")
-    for name, value in (("seq_len", seq_len), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int(seq_len=seq_len, batch_size=batch_size)
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
     windows = (len(text) - 1) // seq_len
