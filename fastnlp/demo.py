@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from fastnlp import hardware
 from fastnlp.baseline import blog_windows, build_blog_model
 from fastnlp.checkpoint import save_atomically
 from fastnlp.measure import PeakMemory, TrainingRun, timed_training_callback
@@ -80,15 +81,9 @@ def machine_summary() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in tf.config.list_physical_devices("GPU")]
     return {
-        "cpu": cpu,
+        "cpu": hardware.cpu_model(),
         "cores": os.cpu_count(),
         "gpus": gpus,
         "tensorflow": tf.__version__,

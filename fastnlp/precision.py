@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from fastnlp import flavour
+from fastnlp import flavour, hardware
 from fastnlp.notices import SpeedupWarning, record_applied, warn_no_effect
 from fastnlp.registry import BadCall, register
 
@@ -114,25 +114,7 @@ def auto_policy(
 
 
 def _hardware() -> tuple[list[tuple[int, int]], bool, set[str]]:
-    import tensorflow as tf
-
-    capabilities = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        capabilities.append(tuple(capability) if capability else (0, 0))
-    has_tpu = bool(tf.config.list_logical_devices("TPU"))
-    return capabilities, has_tpu, _cpu_flags()
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return hardware.gpu_compute_capabilities(), hardware.has_tpu(), hardware.cpu_flags()
 
 
 register(
