@@ -86,3 +86,15 @@ def test_a_process_killed_while_saving_never_leaves_a_corrupt_best_file(tmp_path
     model = load_checkpoint(path)  # the last completed save, whole
     bias = model.get_layer("logits").bias.numpy()
     assert bias.min() == bias.max() >= kill_after_saves
+
+
+def test_inside_fit_it_keeps_the_best_epoch(flavour, tmp_path):
+    model = build_lstm(12, units=4, num_layers=1, flavour=flavour)
+    x = np.random.default_rng(0).integers(0, 12, (16, 6))
+    path = tmp_path / "best.keras"
+    history = model.fit(
+        x, x, validation_data=(x, x), epochs=3, verbose=0, callbacks=[best_checkpoint(model, path)]
+    )
+    best = min(history.history["val_loss"])
+    reloaded = load_checkpoint(path)
+    assert reloaded.evaluate(x, x, verbose=0) == pytest.approx(best, rel=1e-5)
