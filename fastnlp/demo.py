@@ -38,6 +38,7 @@ __all__ = [
     "Corpus",
     "DemoSettings",
     "QUICK",
+    "build_fastnlp_model",
     "compare_recipes",
     "default_corpus",
     "machine_summary",
@@ -81,11 +82,10 @@ def machine_summary() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in tf.config.list_physical_devices("GPU")]
     return {
         "cpu": hardware.cpu_model(),
         "cores": os.cpu_count(),
-        "gpus": gpus,
+        "gpus": hardware.gpu_names(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "python": platform.python_version(),
@@ -96,6 +96,7 @@ def machine_summary() -> dict[str, Any]:
 class Corpus:
     """A corpus split for the comparison: training text, and held-out windows both recipes are scored on."""
 
+    chars: int  # characters used, training and held out
     train_text: str
     vocabulary: CharVocabulary
     contexts: np.ndarray  # (windows, seq_len) ids of held-out text
@@ -125,6 +126,7 @@ def split_corpus(text: str, settings: DemoSettings = DemoSettings()) -> Corpus:
     vocabulary = CharVocabulary.from_text(text)
     ids = vocabulary.encode(text[-held_out:])
     return Corpus(
+        len(text),
         text[:-held_out],
         vocabulary,
         ids[: windows * settings.seq_len].reshape(windows, settings.seq_len),
@@ -141,17 +143,14 @@ def compare_recipes(text: str, settings: DemoSettings = DemoSettings(), model_pa
     blog = run_blog_recipe(corpus, settings)
     target = blog["final_val_loss"]
     fast = run_fastnlp_recipe(corpus, settings, target, model_path)
-    speedup = None
-    if fast["time_to_target_s"]:
-        speedup = blog["time_to_target_s"] / fast["time_to_target_s"]
     return {
         "machine": fast.pop("machine"),
-        "chars": len(corpus.train_text) + corpus.contexts.size + 1,
+        "chars": corpus.chars,
         "vocab_size": corpus.vocabulary.size,
         "vocabulary": corpus.vocabulary.chars,
         "settings": asdict(settings),
         "target_val_loss": target,
-        "speedup_time_to_target": speedup,
+        "speedup_time_to_target": _speedup(blog, fast),
         "recipes": {"blog": blog, "fastnlp": fast},
     }
 
@@ -190,15 +189,18 @@ def _train_blog(corpus: Corpus, settings: DemoSettings) -> dict[str, Any]:
     return {**result, "time_to_target_s": run.time_to(run.final_loss)}
 
 
-def _train_fastnlp(corpus: Corpus, settings: DemoSettings, target: float, model_path: str | None) -> dict[str, Any]:
+def build_fastnlp_model(vocab_size: int, settings: DemoSettings) -> Any:
+    """The fastnlp recipe's model: any sequence length (trained on short windows, scored on long contexts)."""
     speedups = [] if settings.policy == "float32" else [functools.partial(enable_mixed_precision, policy=settings.policy)]
+    return build_lstm(vocab_size, units=settings.units, num_layers=settings.num_layers, speedups=speedups)
+
+
+def _train_fastnlp(corpus: Corpus, settings: DemoSettings, target: float, model_path: str | None) -> dict[str, Any]:
     vocabulary = corpus.vocabulary
     with PeakMemory() as memory:
         window = settings.fastnlp_seq_len
         data = char_lm_dataset(corpus.train_text, window, settings.batch_size, 0.0, vocabulary=vocabulary)
-        model = build_lstm(  # any sequence length: trained on short windows, scored on seq_len contexts
-            vocabulary.size, units=settings.units, num_layers=settings.num_layers, speedups=speedups,
-        )
+        model = build_fastnlp_model(vocabulary.size, settings)
         run = TrainingRun(settings.batch_size)
         clock = timed_training_callback(
             model,
@@ -249,11 +251,15 @@ def _summary(run: TrainingRun, memory: PeakMemory, predictions_per_sample: int, 
 _LABELS = {"blog": "blog recipe", "fastnlp": "fastnlp recipe"}
 
 
+def _speedup(blog: dict[str, Any], recipe: dict[str, Any]) -> float | None:
+    """How many times sooner ``recipe`` reached the blog's final loss (None: not reached, or at 0 s)."""
+    return blog["time_to_target_s"] / recipe["time_to_target_s"] if recipe["time_to_target_s"] else None
+
+
 def format_table(results: dict[str, Any]) -> str:
     """The side-by-side table the demo prints, a column per recipe."""
     recipes = results["recipes"]
     target = results["target_val_loss"]
-    blog_time = recipes["blog"]["time_to_target_s"]
 
     def seconds(value: float | None) -> str:
         return "not reached" if value is None else f"{value:.1f}"
@@ -262,7 +268,7 @@ def format_table(results: dict[str, Any]) -> str:
         "samples/s": lambda r: f"{r['samples_per_s']:.1f}",
         "predicted chars/s": lambda r: f"{r['predicted_chars_per_s']:.0f}",
         f"s to val loss {target:.4f}": lambda r: seconds(r["time_to_target_s"]),
-        "speedup to that loss": lambda r: "-" if not r["time_to_target_s"] else f"{blog_time / r['time_to_target_s']:.1f}x",
+        "speedup to that loss": lambda r: "-" if _speedup(recipes["blog"], r) is None else f"{_speedup(recipes['blog'], r):.1f}x",
         "peak memory, MB (+ over start)": lambda r: f"{r['peak_rss_mb']:.0f} (+{r['peak_rss_increase_mb']:.0f})",
         "final val loss": lambda r: f"{r['final_val_loss']:.4f}",
         "training s": lambda r: f"{r['training_s']:.1f}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import platform
 
-__all__ = ["cpu_flags", "cpu_model", "gpu_compute_capabilities", "has_tpu"]
+__all__ = ["cpu_flags", "cpu_model", "gpu_compute_capabilities", "gpu_names", "has_tpu"]
 
 
 @functools.cache
@@ -34,15 +34,20 @@ def cpu_model() -> str:
     return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
-def gpu_compute_capabilities() -> list[tuple[int, int]]:
-    """Compute capability of each visible GPU ((0, 0) where TensorFlow does not report one)."""
+def _gpu_details() -> list[tuple[str, dict]]:
     import tensorflow as tf
 
-    capabilities = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        capabilities.append(tuple(capability) if capability else (0, 0))
-    return capabilities
+    return [(gpu.name, tf.config.experimental.get_device_details(gpu)) for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    """Compute capability of each visible GPU ((0, 0) where TensorFlow does not report one)."""
+    return [tuple(details.get("compute_capability") or (0, 0)) for _, details in _gpu_details()]
+
+
+def gpu_names() -> list[str]:
+    """The model name of each visible GPU, e.g. ``"NVIDIA H200"``."""
+    return [details.get("device_name", name) for name, details in _gpu_details()]
 
 
 def has_tpu() -> bool:

@@ -69,7 +69,6 @@ class TrainingRun:
     batch_size: int
     curve: list[tuple[float, float]] = field(default_factory=list)  # (training seconds, validation loss)
     batch_seconds: list[float] = field(default_factory=list)
-    stopped_at_target: bool = False
 
     @property
     def training_seconds(self) -> float:
@@ -130,8 +129,7 @@ def timed_training_callback(
                 if report:
                     report(f"  {self.elapsed:7.1f} s  {len(run.batch_seconds):6d} steps  val loss {loss:.4f}")
                 self.next_eval = max(self.elapsed + min_gap_s, self.elapsed * growth)
-                run.stopped_at_target = target_loss is not None and loss <= target_loss
-                if done or run.stopped_at_target:
+                if done or (target_loss is not None and loss <= target_loss):
                     self.model.stop_training = True
             self.resumed = time.perf_counter()
 
