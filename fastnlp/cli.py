@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget", type=float, metavar="SECONDS", help="training seconds of the blog recipe")
     demo.add_argument("--units", type=int, help="LSTM units per layer (both recipes)")
     demo.add_argument("--layers", type=int, help="LSTM layers (both recipes)")
-    demo.add_argument("--window", type=int, help="characters per training window of the fastnlp recipe (default 25)")
+    demo.add_argument("--window", type=int, help="characters per training window of the fastnlp recipe (default 10)")
     demo.add_argument("--max-chars", type=int, help="use only the first N characters of the corpus")
     demo.add_argument("--out", default="fastnlp-demo", help="output folder (default: %(default)s)")
     return parser
