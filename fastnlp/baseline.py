@@ -1,4 +1,4 @@
-"""The blog's character-LM recipe, reproduced faithfully as the baseline that benchmarks beat.
+"""The blog's recipes, reproduced faithfully as the baselines that benchmarks beat.
 
 Not a recommendation: it is here so every comparison runs the original against fastnlp on the same
 corpus, model size and machine, in the same run. The recipe (the classic Keras text-generation
@@ -6,17 +6,50 @@ tutorial the blog copies): windows of ``seq_len`` characters at stride 1; input 
 ``(N, seq_len, 1)`` holding character ids divided by the vocabulary size (floats); the target is the
 one next character, one-hot; ``LSTM(512, return_sequences=True) -> Dropout(0.2)`` twice, then
 ``LSTM(512) -> Dropout(0.2) -> Dense(V, softmax)``; categorical cross-entropy; Adam.
+
+Its text cleaning, plain Python: ``clean_text`` lowercases, deletes runs of digits, deletes ASCII
+:data:`string.punctuation`, splits on whitespace and drops NLTK's English stopwords;
+``normalize_text`` lowercases, collapses whitespace and writes every digit as ``0``. (The blog forgot
+to import ``re`` and ``string``, and downloads the stopwords at run time; here the caller passes them.)
 """
 
 from __future__ import annotations
 
+import re
+import string
+from collections.abc import Container
 from typing import Any
 
 import numpy as np
 
 from fastnlp import flavour as flavours
 
-__all__ = ["blog_windows", "build_blog_model"]
+__all__ = ["blog_clean_text", "blog_normalize_text", "blog_windows", "build_blog_model"]
+
+
+def blog_clean_text(text: str, stop_words: Container[str]) -> str:
+    """The blog's ``clean_text`` (given a set of stopwords, as NLTK's ``stopwords.words(...)`` in a set).
+
+    Example:
+        >>> blog_clean_text("The 2 Cats' toys, $5!", {"the"})
+        'cats toys'
+    """
+    text = text.lower()
+    text = re.sub(r"\d+", "", text)
+    text = text.translate(str.maketrans("", "", string.punctuation))
+    return " ".join([word for word in text.split() if word not in stop_words])
+
+
+def blog_normalize_text(text: str) -> str:
+    """The blog's ``normalize_text``.
+
+    Example:
+        >>> blog_normalize_text("  Room 101\\n is  HERE ")
+        'room 000 is here'
+    """
+    text = text.lower()
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\d", "0", text)
 
 
 def blog_windows(ids: np.ndarray, vocab_size: int, seq_len: int = 100) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,11 @@
-"""The registry of model transforms: each registered once, with a tiny example to try it on.
+"""The registry of transforms: each registered once, with a tiny example to try it on.
 
-The shared tests in ``tests/test_transform_contract.py`` loop over :func:`transforms`, so a newly
-registered transform is checked for purity, a 2-step fit, save/load and bad input with no new test.
+Model transforms: the shared tests in ``tests/test_transform_contract.py`` loop over
+:func:`transforms`, so a newly registered transform is checked for purity, a 2-step fit, save/load
+and bad input with no new test. Text transforms (str, lists, ``tf.data`` datasets of strings):
+``tests/test_text_transform_contract.py`` loops over :func:`text_transforms` and checks that the
+input is untouched, every kind of input gives the same kind back, both engines agree, and bad input
+raises a clear error.
 The order in which :func:`plan` applies transforms lives here, once: a dtype policy must be fixed
 before variables are created under a strategy, wrappers (pruning, quantization) go around built
 layers, and compile options come last because every rebuild recompiles.
@@ -15,13 +19,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STAGES", "BadCall", "Example", "Transform", "plan", "register", "transforms"]
+__all__ = [
+    "STAGES", "BadCall", "Example", "TextTransform", "Transform", "plan", "register", "register_text_transform",
+    "text_transforms", "transforms",
+]
 
 #: Stages in the order they must be applied (see the module docstring for why).
 STAGES: tuple[str, ...] = ("dtype_policy", "strategy", "wrappers", "compile_options")
 
 #: Modules whose import registers transforms.
 _TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.precision",)
+_TEXT_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.preprocess.text",)
 
 
 @dataclass(frozen=True)
@@ -144,3 +152,42 @@ def plan(speedups: Iterable[Any]) -> list[tuple[Transform, dict]]:
             raise ValueError(f"speedup {transform.name!r} cannot be combined with {sorted(clash)}")
     return sorted(steps, key=lambda step: STAGES.index(step[0].stage))
 
+
+
+@dataclass(frozen=True)
+class TextTransform:
+    """One registered text transform: texts (str, iterable, dataset or tensor of strings) in, the same kind out."""
+
+    name: str
+    func: Callable
+    try_kwargs: Mapping[str, Any] = field(default_factory=dict)  # arguments that need no installed data
+    bad_calls: tuple[BadCall, ...] = ()
+
+
+_TEXT_REGISTRY: dict[str, TextTransform] = {}
+
+
+def register_text_transform(
+    *, try_kwargs: Mapping[str, Any] | None = None, bad_calls: Iterable[BadCall] = ()
+) -> Callable[[Callable], Callable]:
+    """Decorator that registers a text transform under its function name."""
+
+    def decorate(func: Callable) -> Callable:
+        if func.__name__ in _TEXT_REGISTRY:
+            raise ValueError(f"a text transform named {func.__name__!r} is already registered")
+        _TEXT_REGISTRY[func.__name__] = TextTransform(func.__name__, func, dict(try_kwargs or {}), tuple(bad_calls))
+        return func
+
+    return decorate
+
+
+def text_transforms() -> tuple[TextTransform, ...]:
+    """Every registered text transform, by name.
+
+    Example:
+        >>> [t.name for t in text_transforms()]
+        ['clean_text', 'normalize_text', 'remove_stopwords', 'tokenize']
+    """
+    for module in _TEXT_TRANSFORM_MODULES:
+        importlib.import_module(module)
+    return tuple(sorted(_TEXT_REGISTRY.values(), key=lambda t: t.name))
