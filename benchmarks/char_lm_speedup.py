@@ -13,7 +13,6 @@ Prints and records (JSON + PNG under --out):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -22,12 +21,12 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common import char_lm_parser, read_corpus
+
 from fastnlp import char_lm_dataset
 from fastnlp.demo import DemoSettings, build_fastnlp_model, compare_recipes, format_table, plot_curves, run_fastnlp_recipe, split_corpus
 from fastnlp.measure import TrainingRun, lstm_training_flops, matmul_flops, timed_training_callback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CORPUS = os.path.join(HERE, "..", "..", "shared", "data", "tinyshakespeare", "input.txt")
 
 
 def throughput(text: str, settings: DemoSettings, policy: str, seconds: float) -> float:
@@ -43,19 +42,14 @@ def throughput(text: str, settings: DemoSettings, policy: str, seconds: float) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=3)
+    parser = char_lm_parser(__doc__)
     parser.add_argument("--budget", type=float, default=720.0, help="blog recipe training seconds")
     parser.add_argument("--precision-seconds", type=float, default=60.0, help="seconds per precision throughput run")
     parser.add_argument("--out", default="bench-output/char_lm")
     args = parser.parse_args()
-    if not os.path.exists(args.corpus):
-        print(f"corpus {args.corpus} not found; pass --corpus FILE", file=sys.stderr)
+    text = read_corpus(args.corpus)
+    if text is None:
         return 2
-    with open(args.corpus, encoding="utf-8") as corpus:
-        text = corpus.read()
     os.makedirs(args.out, exist_ok=True)
     settings = DemoSettings(units=args.units, num_layers=args.layers, budget_s=args.budget, verbose=2)
 

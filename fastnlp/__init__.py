@@ -19,6 +19,12 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "build_lstm": "fastnlp.models",
     "enable_mixed_precision": "fastnlp.precision",
+    "configure_gpu": "fastnlp.gpu",
+    "cudnn_report": "fastnlp.gpu",
+    "use_xla": "fastnlp.gpu",
+    "set_steps_per_execution": "fastnlp.tuning",
+    "tune": "fastnlp.tuning",
+    "TuneResult": "fastnlp.tuning",
     "char_lm_dataset": "fastnlp.preprocess",
     "CharVocabulary": "fastnlp.preprocess",
     "CharLMData": "fastnlp.preprocess",

@@ -27,6 +27,7 @@ __all__ = [
     "FLAVOURS",
     "Flavour",
     "callback_base",
+    "check_rebuildable",
     "compile_arguments",
     "detect",
     "keras_module",
@@ -103,7 +104,9 @@ def compile_arguments(model: Any) -> dict | None:
     return dict(model._compile_config.config)
 
 
-def rebuild(model: Any, edit: ConfigEdit | None = None, *, loss_scale: bool | None = None):
+def rebuild(
+    model: Any, edit: ConfigEdit | None = None, *, loss_scale: bool | None = None, compile_options: dict | None = None
+):
     """Return a new model of the same flavour: layers re-created from (edited) configs, weights copied,
     recompiled as ``model`` was with a fresh optimizer of the same config.
 
@@ -113,6 +116,8 @@ def rebuild(model: Any, edit: ConfigEdit | None = None, *, loss_scale: bool | No
             ``is_output`` true for the layers that produce the model's outputs.
         loss_scale: wrap the new optimizer in dynamic loss scaling (``True``), drop such a wrapper
             (``False``), or keep whatever ``model`` had (``None``).
+        compile_options: compile arguments to change (e.g. ``{"jit_compile": True}``); the rest are
+            ``model``'s.
 
     Raises:
         TypeError: not a Keras model, or a subclassed model, whose layers cannot be re-created.
@@ -131,11 +136,14 @@ def rebuild(model: Any, edit: ConfigEdit | None = None, *, loss_scale: bool | No
     arguments = compile_arguments(model)
     if arguments is not None:
         optimizer = _fresh_optimizer(model.optimizer, flavour, loss_scale)
+        arguments = {**arguments, **(compile_options or {})}
         clone.compile(optimizer=optimizer, **{k: _fresh(v) for k, v in arguments.items() if k != "optimizer"})
     return clone
 
 
-def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType):
+def check_rebuildable(model: Any) -> None:
+    """Raise ``TypeError`` unless ``model`` is a Sequential or functional model of either flavour."""
+    keras = keras_module(detect(model))
     is_layer_graph = isinstance(model, keras.Sequential) or any(
         cls.__name__ == "Functional" for cls in type(model).__mro__  # same class name in both flavours
     )
@@ -145,6 +153,10 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType):
             f"({type(model).__qualname__}) does not allow; build it with keras.Sequential or the "
             f"functional API (keras.Model(inputs, outputs))"
         )
+
+
+def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType):
+    check_rebuildable(model)
     output_layers = {id(tensor._keras_history[0]) for tensor in _outputs(model)}
 
     def clone_layer(layer):

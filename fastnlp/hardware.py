@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import platform
 
-__all__ = ["cpu_flags", "cpu_model", "gpu_compute_capabilities", "gpu_names", "has_tpu"]
+__all__ = ["cpu_flags", "cpu_model", "gpu_compute_capabilities", "gpu_names", "gpu_total_memory_mb", "has_tpu"]
 
 
 @functools.cache
@@ -48,6 +48,41 @@ def gpu_compute_capabilities() -> list[tuple[int, int]]:
 def gpu_names() -> list[str]:
     """The model name of each visible GPU, e.g. ``"NVIDIA H200"``."""
     return [details.get("device_name", name) for name, details in _gpu_details()]
+
+
+def gpu_total_memory_mb() -> list[int]:
+    """Total memory of each NVIDIA GPU in MB, from the driver's NVML library (empty where there is none).
+
+    Reads NVML through ctypes, so it needs no Python package and does not start TensorFlow's GPU
+    runtime (which would fix the GPU configuration before :func:`fastnlp.configure_gpu` could set it).
+    """
+    import ctypes
+
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return []
+
+    class Memory(ctypes.Structure):
+        _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+
+    if nvml.nvmlInit_v2() != 0:
+        return []
+    try:
+        count = ctypes.c_uint()
+        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
+            return []
+        totals = []
+        for index in range(count.value):
+            handle, memory = ctypes.c_void_p(), Memory()
+            if nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
+                return []
+            if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != 0:
+                return []
+            totals.append(memory.total // 2**20)
+        return totals
+    finally:
+        nvml.nvmlShutdown()
 
 
 def has_tpu() -> bool:

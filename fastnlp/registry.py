@@ -28,7 +28,7 @@ __all__ = [
 STAGES: tuple[str, ...] = ("dtype_policy", "strategy", "wrappers", "compile_options")
 
 #: Modules whose import registers transforms.
-_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.precision",)
+_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.precision", "fastnlp.gpu", "fastnlp.tuning")
 _TEXT_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.preprocess.text",)
 
 

@@ -1,0 +1,241 @@
+"""``tune``: measure the speedups on this machine and keep the fastest combination.
+
+A speedup is not a speedup until measured on the machine at hand: mixed bfloat16 slowed LSTMs down
+on this project's CPU, and XLA made a tf_keras LSTM 4x slower. :func:`tune` trains a few steps of each
+candidate (a copy of the model with some registered speedups applied), times them after warm-up
+(graph tracing and XLA compilation excluded), and returns the fastest as a fresh copy of the input
+model, with the table of what it measured. The input is measured too, and a candidate must beat it
+by a margin (``min_gain``, 3%) to be chosen, so noise does not pick a configuration that is slower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastnlp import flavour, registry
+from fastnlp.notices import SpeedupWarning, record_applied
+from fastnlp.registry import BadCall, register
+from fastnlp.validation import check_positive_int
+
+__all__ = ["TuneResult", "default_candidates", "set_steps_per_execution", "tune"]
+
+
+@register(
+    stage="compile_options",
+    try_kwargs={"steps": 2},
+    bad_calls=(BadCall({"steps": 0}, ValueError, "steps must be a positive integer"),),
+)
+def set_steps_per_execution(model: Any, steps: int = 8) -> Any:
+    """Return a copy of ``model`` that runs ``steps`` training steps per call into TensorFlow; ``model`` is untouched.
+
+    Fewer round trips between Python and the compiled graph: it helps most when steps are short
+    (small models, small batches). Batch-level callbacks then run once every ``steps`` batches.
+
+    Example:
+        >>> from fastnlp import build_lstm
+        >>> set_steps_per_execution(build_lstm(30, units=8, num_layers=1), steps=4).get_compile_config()["steps_per_execution"]
+        4
+    """
+    flavour.check_rebuildable(model)
+    check_positive_int(steps=steps)
+    if flavour.compile_arguments(model) is None:
+        raise ValueError("set_steps_per_execution sets a compile option: compile the model first (model.compile(...))")
+    result = flavour.rebuild(model, compile_options={"steps_per_execution": steps})
+    record_applied(result, f"set_steps_per_execution(steps={steps})", model)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One candidate's measured training throughput."""
+
+    name: str
+    samples_per_s: float | None  # None: not measured (it failed, or the time budget ran out)
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneResult:
+    """What :func:`tune` found: the fastest configuration as a ready model, and every measurement."""
+
+    model: Any  # a fresh copy of the input model with ``best`` applied (untrained beyond the input)
+    best: str
+    measurements: tuple[Measurement, ...]
+
+    def __str__(self) -> str:
+        baseline = self.measurements[0].samples_per_s
+        width = max(len(m.name) for m in self.measurements)
+        lines = [f"{'candidate':{width}}  samples/s  vs input  note"]
+        for m in self.measurements:
+            rate = "-" if m.samples_per_s is None else f"{m.samples_per_s:9.1f}"
+            ratio = "-" if m.samples_per_s is None or not baseline else f"{m.samples_per_s / baseline:7.2f}x"
+            mark = " <- chosen" if m.name == self.best else ""
+            lines.append(f"{m.name:{width}}  {rate:>9}  {ratio:>8}  {m.note}{mark}")
+        return "\n".join(lines)
+
+
+def default_candidates(model: Any) -> list[tuple[str, list]]:
+    """The speedups worth trying on this machine: each alone; :func:`tune` then combines the winners.
+
+    Mixed float16 only where a GPU is visible (no x86 CPU gains from it); XLA; 4 and 16 steps per
+    execution; mixed bfloat16 everywhere (it is measured, not assumed).
+    """
+    import tensorflow as tf
+
+    from fastnlp.gpu import use_xla
+    from fastnlp.precision import enable_mixed_precision
+
+    candidates: list[tuple[str, list]] = [
+        ("mixed_bfloat16", [functools.partial(enable_mixed_precision, policy="mixed_bfloat16")]),
+        ("xla", [use_xla]),
+        ("steps_per_execution=4", [functools.partial(set_steps_per_execution, steps=4)]),
+        ("steps_per_execution=16", [functools.partial(set_steps_per_execution, steps=16)]),
+    ]
+    if tf.config.list_physical_devices("GPU"):
+        candidates.insert(0, ("mixed_float16", [functools.partial(enable_mixed_precision, policy="mixed_float16")]))
+    return candidates
+
+
+def tune(
+    model: Any,
+    dataset: Any,
+    candidates: Sequence[tuple[str, list]] | None = None,
+    *,
+    steps: int = 20,
+    warmup_steps: int = 3,
+    time_budget_s: float = 300.0,
+    combine: bool = True,
+    min_gain: float = 0.03,
+) -> TuneResult:
+    """Train a few steps of each candidate speedup on ``dataset`` and return the fastest configuration.
+
+    Args:
+        model: a compiled Sequential or functional model, Keras 3 or tf_keras (left untouched).
+        dataset: batches of ``(x, y)``, a ``tf.data.Dataset`` (repeated as needed).
+        candidates: ``(name, speedups)`` pairs, speedups as ``build_lstm`` takes them; by default
+            :func:`default_candidates`.
+        steps: timed training steps per candidate, after ``warmup_steps`` untimed ones (tracing and
+            compilation happen there).
+        time_budget_s: stop trying candidates after this many seconds (those left are reported as
+            not measured).
+        combine: also try the combination of every candidate that beat the input.
+        min_gain: how much faster than the input a candidate must measure to count as faster
+            (0.03: 3%); a smaller difference is within this kind of measurement's noise.
+
+    Returns:
+        A :class:`TuneResult`: ``model`` is a fresh copy of the input with the fastest speedups
+        applied (or an unchanged copy when nothing beat the input), ``measurements`` the table.
+
+    Example:
+        >>> import tensorflow as tf, numpy as np
+        >>> from fastnlp import build_lstm
+        >>> model = build_lstm(20, units=8, num_layers=1)
+        >>> data = tf.data.Dataset.from_tensor_slices((np.ones((64, 10), "int32"), np.ones((64, 10), "int32"))).batch(8)
+        >>> result = tune(model, data, [("steps_per_execution=4", ["set_steps_per_execution"])], steps=8, warmup_steps=2)
+        >>> [m.name for m in result.measurements][:2]
+        ['input', 'steps_per_execution=4']
+    """
+    flavour.check_rebuildable(model)
+    if flavour.compile_arguments(model) is None:
+        raise ValueError("tune trains the model: compile it first (model.compile(...))")
+    check_positive_int(steps=steps, warmup_steps=warmup_steps)
+    candidates = list(default_candidates(model) if candidates is None else candidates)
+    for name, speedups in candidates:
+        registry.plan(speedups)  # unknown or impossible combinations fail now, not after minutes of tuning
+    batch_size = _batch_size(dataset)
+    data = dataset.repeat()
+    measure = functools.partial(_measure, data=data, steps=steps, warmup_steps=warmup_steps, batch_size=batch_size)
+    deadline = time.perf_counter() + time_budget_s
+
+    baseline = measure("input", model, [])
+    measurements = [baseline]
+    for name, speedups in candidates:
+        if time.perf_counter() > deadline:
+            measurements.append(Measurement(name, None, "skipped: time budget spent"))
+            continue
+        measurements.append(measure(name, model, speedups))
+    beats = functools.partial(_beats, baseline=baseline, min_gain=min_gain)
+    winners = [(name, speedups) for (name, speedups), m in zip(candidates, measurements[1:]) if beats(m)]
+    if combine and len(winners) > 1:
+        chosen = [spec for _, specs in winners for spec in specs]
+        name = " + ".join(name for name, _ in winners)
+        if _combinable(chosen) and time.perf_counter() <= deadline:
+            candidates.append((name, chosen))
+            measurements.append(measure(name, model, chosen))
+    best = max(measurements, key=lambda m: m.samples_per_s or 0.0)
+    if best is baseline or not beats(best):
+        return TuneResult(flavour.rebuild(model), "input", tuple(measurements))
+    speedups = dict(candidates)[best.name]
+    return TuneResult(_apply(model, speedups), best.name, tuple(measurements))
+
+
+def _batch_size(dataset: Any) -> int:
+    """The batch size of ``dataset``'s first element (samples per step)."""
+    import tensorflow as tf
+
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(f"tune needs a tf.data.Dataset of (x, y) batches, got {type(dataset).__name__}")
+    first = next(iter(dataset.take(1)), None)
+    if first is None:
+        raise ValueError("the dataset is empty")
+    inputs = first[0] if isinstance(first, tuple) else first
+    return int(tf.nest.flatten(inputs)[0].shape[0])
+
+
+def _beats(measurement: Measurement, baseline: Measurement, min_gain: float) -> bool:
+    if not (measurement.samples_per_s and baseline.samples_per_s):
+        return False
+    return measurement.samples_per_s > baseline.samples_per_s * (1 + min_gain)
+
+
+def _combinable(speedups: list) -> bool:
+    try:
+        registry.plan(speedups)
+    except ValueError:
+        return False
+    return True
+
+
+def _apply(model: Any, speedups: Iterable[Any]) -> Any:
+    result = flavour.rebuild(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpeedupWarning)  # tune measured them: the table says what they did
+        for transform, kwargs in registry.plan(speedups):
+            result = transform.func(result, **kwargs)
+    return result
+
+
+def _measure(name: str, model: Any, speedups: list, data: Any, steps: int, warmup_steps: int, batch_size: int) -> Measurement:
+    try:
+        candidate = _apply(model, speedups)
+        clock = _step_clock(flavour.callback_base(flavour.detect(candidate)), batch_size)
+        candidate.fit(data, steps_per_epoch=warmup_steps + steps, epochs=1, callbacks=[clock], shuffle=False, verbose=0)
+    except Exception as error:  # a candidate that cannot run here is a result, not a crash
+        return Measurement(name, None, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}")
+    rate = clock.samples_per_second(warmup_steps)
+    return Measurement(name, rate, "" if rate else "too few timed steps: raise steps")
+
+
+def _step_clock(base: type, batch_size: int) -> Any:
+    """A callback noting the time and the optimizer's step count at each batch end (once per execution)."""
+
+    class StepClock(base):
+        def on_train_begin(self, logs=None):
+            self.marks: list[tuple[float, int]] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.marks.append((time.perf_counter(), int(self.model.optimizer.iterations.numpy())))
+
+        def samples_per_second(self, warmup_steps: int) -> float | None:
+            timed = [mark for mark in self.marks if mark[1] > warmup_steps]
+            if len(timed) < 2:
+                return None
+            (start, first), (end, last) = timed[0], timed[-1]
+            return (last - first) * batch_size / (end - start) if end > start else None
+
+    return StepClock()

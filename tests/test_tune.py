@@ -1,0 +1,108 @@
+"""tune: picks the fastest measured configuration, never one slower than the input, within a budget."""
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fastnlp import build_lstm, enable_mixed_precision, set_steps_per_execution, tune
+from fastnlp.tuning import Measurement
+import fastnlp.tuning as tune_module
+
+
+def char_lm_data(batches=8, batch_size=8):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, (batches * batch_size, 12)).astype("int32")
+    return tf.data.Dataset.from_tensor_slices((ids, ids)).batch(batch_size)
+
+
+SPE4 = ("steps_per_execution=4", [functools.partial(set_steps_per_execution, steps=4)])
+BF16 = ("mixed_bfloat16", [functools.partial(enable_mixed_precision, policy="mixed_bfloat16")])
+
+
+def test_tune_measures_real_training_and_leaves_the_input_untouched(flavour):
+    model = build_lstm(20, units=8, num_layers=1, flavour=flavour)
+    before = [w.copy() for w in model.get_weights()]
+
+    result = tune(model, char_lm_data(), [SPE4], steps=8, warmup_steps=2)
+
+    assert [m.name for m in result.measurements] == ["input", "steps_per_execution=4"]
+    assert all(m.samples_per_s and m.samples_per_s > 0 for m in result.measurements)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(before, result.model.get_weights(), strict=True):  # a fresh copy, not a trial-trained one
+        np.testing.assert_array_equal(a, b)
+    assert result.model is not model
+    assert "samples/s" in str(result) and "<- chosen" in str(result)
+
+
+@pytest.fixture
+def rates(monkeypatch):
+    """Stand-in measurements: candidate name -> samples/s."""
+    table = {}
+
+    def measure(name, model, speedups, **kwargs):
+        return Measurement(name, table[name])
+
+    monkeypatch.setattr(tune_module, "_measure", measure)
+    return table
+
+
+def test_the_fastest_candidate_wins_and_winners_are_combined(rates):
+    rates.update({"input": 100.0, "steps_per_execution=4": 150.0, "mixed_bfloat16": 120.0,
+                  "steps_per_execution=4 + mixed_bfloat16": 170.0})
+    model = build_lstm(20, units=8, num_layers=1)
+
+    result = tune(model, char_lm_data(), [SPE4, BF16])
+
+    assert result.best == "steps_per_execution=4 + mixed_bfloat16"
+    assert result.model.get_compile_config()["steps_per_execution"] == 4
+    assert result.model.get_layer("lstm_1").dtype_policy.name == "mixed_bfloat16"
+
+
+def test_nothing_slower_than_the_input_is_ever_returned(rates):
+    rates.update({"input": 100.0, "steps_per_execution=4": 90.0, "mixed_bfloat16": None})
+    model = build_lstm(20, units=8, num_layers=1)
+
+    result = tune(model, char_lm_data(), [SPE4, BF16])
+
+    assert result.best == "input"
+    assert result.model.get_layer("lstm_1").dtype_policy.name == "float32"
+    assert result.model.get_compile_config().get("steps_per_execution", 1) == 1
+
+
+def test_a_win_within_the_noise_margin_is_not_taken(rates):
+    rates.update({"input": 100.0, "steps_per_execution=4": 102.0})
+    assert tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [SPE4]).best == "input"
+    assert tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [SPE4], min_gain=0.01).best == "steps_per_execution=4"
+
+
+def test_the_time_budget_is_respected(rates):
+    rates.update({"input": 100.0, "steps_per_execution=4": 150.0})
+    result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [SPE4, BF16], time_budget_s=0)
+    assert [(m.name, m.samples_per_s) for m in result.measurements][1:] == [
+        ("steps_per_execution=4", None), ("mixed_bfloat16", None)
+    ]
+    assert result.best == "input"
+
+
+def test_a_candidate_that_cannot_run_is_reported_not_raised():
+    def not_registered(model):
+        return model
+
+    measured = tune_module._measure("odd", build_lstm(20, units=8, num_layers=1), [not_registered],
+                                    data=char_lm_data().repeat(), steps=2, warmup_steps=1, batch_size=8)
+    assert measured.samples_per_s is None and measured.note.startswith("failed: TypeError")
+
+
+def test_bad_input_raises_before_any_training(flavour):
+    model = build_lstm(20, units=8, num_layers=1, flavour=flavour)
+    with pytest.raises(ValueError, match="unknown speedup 'turbo'"):
+        tune(model, char_lm_data(), [("turbo", ["turbo"])])
+    with pytest.raises(TypeError, match="needs a tf.data.Dataset"):
+        tune(model, [1, 2, 3], [SPE4])
+    with pytest.raises(ValueError, match="dataset is empty"):
+        tune(model, char_lm_data().take(0), [SPE4])
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        tune(model, char_lm_data(), [SPE4], steps=0)
