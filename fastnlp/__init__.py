@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "enable_mixed_precision": "fastnlp.precision",
     "configure_gpu": "fastnlp.gpu",
     "cudnn_report": "fastnlp.gpu",
+    "enable_cudnn": "fastnlp.gpu",
     "use_xla": "fastnlp.gpu",
     "set_steps_per_execution": "fastnlp.tuning",
     "tune": "fastnlp.tuning",

@@ -166,6 +166,8 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType):
         editable = isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer)
         if edit is not None and editable:  # Keras 3 graphs also hold plain operations (e.g. a mask's not_equal)
             config = edit(layer, config, id(layer) in output_layers)
+        if hasattr(layer, "use_cudnn") and "use_cudnn" not in config:  # Keras 3 RNNs keep it out of get_config
+            config = {**config, "use_cudnn": layer.use_cudnn}
         return layer.__class__.from_config(config)
 
     return keras.models.clone_model(model, clone_function=clone_layer)

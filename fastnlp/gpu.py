@@ -20,7 +20,7 @@ from fastnlp import flavour
 from fastnlp.notices import SpeedupWarning, record_applied
 from fastnlp.registry import BadCall, register
 
-__all__ = ["CudnnStatus", "configure_gpu", "cudnn_report", "use_xla"]
+__all__ = ["CudnnStatus", "configure_gpu", "cudnn_report", "enable_cudnn", "use_xla"]
 
 _TOO_LATE = (
     "configure_gpu must run before TensorFlow initialises the GPUs: call it at the top of your script, "
@@ -166,7 +166,12 @@ def cudnn_report(model: Any) -> list[CudnnStatus]:
     return statuses
 
 
-def _cudnn_blockers(layer: Any, is_gru: bool) -> list[str]:
+#: settings that block cuDNN without being part of the layer's math: enable_cudnn changes them
+_HARMLESS = {"unroll": False, "use_cudnn": "auto"}
+
+
+def _cudnn_blockers(layer: Any, is_gru: bool, harmless: bool = True) -> list[str]:
+    """What keeps ``layer`` off cuDNN; with ``harmless=False`` only what would change its math to fix."""
     config = layer.get_config()
     blockers = []
     if config.get("activation") != "tanh":
@@ -175,13 +180,13 @@ def _cudnn_blockers(layer: Any, is_gru: bool) -> list[str]:
         blockers.append(f"recurrent_activation={config.get('recurrent_activation')!r} (cuDNN needs 'sigmoid')")
     if config.get("recurrent_dropout", 0):
         blockers.append(f"recurrent_dropout={config['recurrent_dropout']} (cuDNN needs 0)")
-    if config.get("unroll"):
+    if config.get("unroll") and harmless:
         blockers.append("unroll=True")
     if not config.get("use_bias", True):
         blockers.append("use_bias=False")
     if is_gru and not config.get("reset_after", True):
         blockers.append("reset_after=False (cuDNN's GRU resets after the matrix product)")
-    if getattr(layer, "use_cudnn", "auto") is False:  # Keras 3 only, and not in its config
+    if getattr(layer, "use_cudnn", "auto") is False and harmless:  # Keras 3 only, and not in its config
         blockers.append("use_cudnn=False")
     return blockers
 
@@ -202,6 +207,59 @@ def _has_gpu() -> bool:
 def _jit_compile(model: Any) -> bool:
     arguments = flavour.compile_arguments(model) or {}
     return arguments.get("jit_compile") is True
+
+
+@register(stage="layer_config", bad_calls=(BadCall({"skip_blocked": "yes"}, TypeError, "skip_blocked must be"),))
+def enable_cudnn(model: Any, skip_blocked: bool = False) -> Any:
+    """Return a copy of ``model`` whose LSTM/GRU layers can run the fused cuDNN kernel; ``model`` is untouched.
+
+    Changes only what does not change a layer's math: ``unroll=True`` becomes ``False`` and Keras 3's
+    ``use_cudnn=False`` becomes ``"auto"``. A layer that would need its math changed (another
+    activation, recurrent dropout, no bias, GRU ``reset_after=False``) is refused, naming the layer
+    and the reason, or left as it is with ``skip_blocked=True`` (and a warning). cuDNN runs only on
+    NVIDIA GPUs: without one it warns that the copy will run the same kernel as before.
+
+    Raises:
+        ValueError: a recurrent layer cannot be made eligible without changing its math.
+
+    Example:
+        >>> import keras, warnings
+        >>> model = keras.Sequential([keras.Input((20, 4)), keras.layers.LSTM(8, unroll=True, name="lstm")])
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     fast = enable_cudnn(model)
+        >>> fast.get_layer("lstm").get_config()["unroll"], cudnn_report(fast)[0].eligible
+        (False, True)
+    """
+    flavour.check_rebuildable(model)
+    if not isinstance(skip_blocked, bool):
+        raise TypeError(f"skip_blocked must be True or False, got {skip_blocked!r}")
+    keras = flavour.keras_module(flavour.detect(model))
+    blocked = {}
+    for layer in _layers(model, keras):
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+            reasons = _cudnn_blockers(layer, isinstance(layer, keras.layers.GRU), harmless=False)
+            if reasons:
+                blocked[layer.name] = reasons
+    described = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in blocked.items())
+    if blocked and not skip_blocked:
+        raise ValueError(
+            f"enable_cudnn would have to change the math of {described}; change those settings yourself "
+            f"if you accept that, or pass skip_blocked=True to leave those layers as they are"
+        )
+    if blocked:
+        warnings.warn(f"enable_cudnn: left on the generic kernel: {described}", SpeedupWarning, stacklevel=2)
+
+    def edit(layer: Any, config: dict, is_output: bool) -> dict:
+        if not isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)) or layer.name in blocked:
+            return config
+        return {**config, **{key: value for key, value in _HARMLESS.items() if key in config or hasattr(layer, key)}}
+
+    result = flavour.rebuild(model, edit)
+    if not _has_gpu():
+        warnings.warn("enable_cudnn: no GPU visible, so the generic kernel runs here all the same", SpeedupWarning, stacklevel=2)
+    record_applied(result, "enable_cudnn" + (f" (left as they were: {list(blocked)})" if blocked else ""), model)
+    return result
 
 
 @register(

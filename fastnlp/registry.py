@@ -6,8 +6,9 @@ and bad input with no new test. Text transforms (str, lists, ``tf.data`` dataset
 ``tests/test_text_transform_contract.py`` loops over :func:`text_transforms` and checks that the
 input is untouched, every kind of input gives the same kind back, both engines agree, and bad input
 raises a clear error.
-The order in which :func:`plan` applies transforms lives here, once: a dtype policy must be fixed
-before variables are created under a strategy, wrappers (pruning, quantization) go around built
+The order in which :func:`plan` applies transforms lives here, once: layer settings (such as what
+makes an LSTM cuDNN-eligible) come first, a dtype policy must be fixed before variables are created
+under a strategy, wrappers (pruning, quantization) go around built
 layers, and compile options come last because every rebuild recompiles.
 """
 
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 #: Stages in the order they must be applied (see the module docstring for why).
-STAGES: tuple[str, ...] = ("dtype_policy", "strategy", "wrappers", "compile_options")
+STAGES: tuple[str, ...] = ("layer_config", "dtype_policy", "strategy", "wrappers", "compile_options")
 
 #: Modules whose import registers transforms.
 _TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.precision", "fastnlp.gpu", "fastnlp.tuning")
@@ -104,8 +105,8 @@ def transforms() -> tuple[Transform, ...]:
     """Every registered transform, in application order.
 
     Example:
-        >>> [t.name for t in transforms()][:1]
-        ['enable_mixed_precision']
+        >>> [t.name for t in transforms()][:2]
+        ['enable_cudnn', 'enable_mixed_precision']
     """
     for module in _TRANSFORM_MODULES:
         importlib.import_module(module)

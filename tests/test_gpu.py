@@ -2,10 +2,13 @@
 
 import warnings
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from fastnlp import SpeedupWarning, applied_speedups, build_lstm, configure_gpu, cudnn_report, use_xla
+from fastnlp import (
+    SpeedupWarning, applied_speedups, build_lstm, configure_gpu, cudnn_report, enable_cudnn, enable_mixed_precision, use_xla,
+)
 from fastnlp import flavour as flavours
 from fastnlp import gpu as gpu_module
 from fastnlp import hardware
@@ -145,3 +148,38 @@ def test_use_xla_needs_a_compiled_model(flavour):
 def test_gpu_memory_is_read_from_the_driver_without_tensorflow():
     assert all(isinstance(total, int) and total > 0 for total in hardware.gpu_total_memory_mb())
     assert gpu_module.__name__ == "fastnlp.gpu"
+
+
+def test_enable_cudnn_fixes_what_does_not_change_the_math(flavour):
+    keras = flavours.keras_module(flavour)
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(4, unroll=True, return_sequences=True, name="a"),
+                              keras.layers.GRU(2, unroll=True, name="b")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpeedupWarning)
+        fast = enable_cudnn(model)
+    assert [status.eligible for status in cudnn_report(fast)] == [True, True]
+    assert model.get_layer("a").get_config()["unroll"] is True  # the input is untouched
+    x = np.random.default_rng(0).normal(size=(2, 6, 3)).astype("float32")
+    np.testing.assert_allclose(fast.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_enable_cudnn_turns_keras3_use_cudnn_back_on_and_rebuilds_keep_it():
+    import keras
+
+    model = keras.Sequential([keras.Input((4, 2)), keras.layers.LSTM(3, use_cudnn=False, name="lstm")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert enable_mixed_precision(model, "mixed_bfloat16").get_layer("lstm").use_cudnn is False
+        assert enable_cudnn(model).get_layer("lstm").use_cudnn == "auto"
+
+
+def test_enable_cudnn_refuses_to_change_the_math(flavour):
+    keras = flavours.keras_module(flavour)
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(4, recurrent_dropout=0.1, return_sequences=True, name="dropped"),
+                              keras.layers.LSTM(4, unroll=True, name="unrolled")])
+    with pytest.raises(ValueError, match=r"change the math of dropped: recurrent_dropout=0.1"):
+        enable_cudnn(model)
+    with pytest.warns(SpeedupWarning, match="left on the generic kernel: dropped"):
+        fast = enable_cudnn(model, skip_blocked=True)
+    assert fast.get_layer("dropped").get_config()["recurrent_dropout"] == 0.1
+    assert fast.get_layer("unrolled").get_config()["unroll"] is False
