@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import statistics
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -222,7 +223,7 @@ def _measure(name: str, model: Any, speedups: list, data: Any, steps: int, warmu
 
 
 def _step_clock(base: type, batch_size: int) -> Any:
-    """A callback noting the time and the optimizer's step count at each batch end (once per execution)."""
+    """A callback noting the time and the optimizer's step count at each batch end (once per execution of steps)."""
 
     class StepClock(base):
         def on_train_begin(self, logs=None):
@@ -232,10 +233,13 @@ def _step_clock(base: type, batch_size: int) -> Any:
             self.marks.append((time.perf_counter(), int(self.model.optimizer.iterations.numpy())))
 
         def samples_per_second(self, warmup_steps: int) -> float | None:
+            """The median rate over the timed executions: a burst of other work on the machine moves it little."""
             timed = [mark for mark in self.marks if mark[1] > warmup_steps]
-            if len(timed) < 2:
-                return None
-            (start, first), (end, last) = timed[0], timed[-1]
-            return (last - first) * batch_size / (end - start) if end > start else None
+            rates = [
+                (last - first) * batch_size / (end - start)
+                for (start, first), (end, last) in zip(timed, timed[1:])
+                if end > start and last > first
+            ]
+            return statistics.median(rates) if rates else None
 
     return StepClock()
