@@ -12,6 +12,7 @@ same loss and metrics and a fresh optimizer of the same config. That also leaves
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -29,6 +30,7 @@ __all__ = [
     "callback_base",
     "check_rebuildable",
     "compile_arguments",
+    "convert",
     "detect",
     "keras_module",
     "load_model",
@@ -196,4 +198,131 @@ def _fresh(value: Any) -> Any:
         return {key: _fresh(item) for key, item in value.items()}
     if hasattr(value, "get_config") and hasattr(type(value), "from_config"):
         return type(value).from_config(value.get_config())
+    return value
+
+
+def convert(model: Any, to: Flavour):
+    """The same model in the other Keras flavour: same layers, exact weights, compiled the same way.
+
+    tensorflow-model-optimization works only with tf_keras, so compression goes Keras 3 -> tf_keras
+    -> (compress) -> Keras 3. Layer configs keep what the target flavour's layer accepts (dtype
+    policies by name, initializers by class); weights are copied exactly, so predictions match to
+    float precision. Models whose layers form one chain (Sequential, and functional models like
+    ``build_lstm``'s) convert; a graph with branches raises ``TypeError``.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
+        >>> k2 = convert(k3, "tf_keras")
+        >>> detect(k2), bool(np.allclose(k2.predict(np.ones((1, 4)), verbose=0), k3.predict(np.ones((1, 4)), verbose=0)))
+        ('tf_keras', True)
+    """
+    source = detect(model)
+    target = keras_module(to)
+    if source == to:
+        return rebuild(model)
+    check_rebuildable(model)
+    layers = [layer for layer in model.layers if not type(layer).__name__ == "InputLayer"]
+    if len(model.inputs) != 1:
+        raise TypeError(f"convert handles models with one input; {model.name!r} has {len(model.inputs)}")
+    (spec,) = model.inputs
+    input_layer = spec._keras_history[0]
+    _check_chain(input_layer, layers)
+    inputs = target.Input(shape=tuple(spec.shape[1:]), dtype=_dtype_name(spec.dtype), name=input_layer.name)
+    x = inputs
+    converted = []
+    for layer in layers:
+        cls = getattr(target.layers, type(layer).__name__, None)
+        if cls is None:
+            raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) has no {to} counterpart")
+        new = cls.from_config(_portable_config(layer.get_config(), cls))
+        x = new(x)
+        converted.append((layer, new))
+    result = target.Model(inputs, x, name=model.name)
+    for layer, new in converted:
+        new.set_weights(layer.get_weights())
+    arguments = compile_arguments(model)
+    if arguments is not None:
+        optimizer = model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        optimizer_class = getattr(target.optimizers, type(optimizer).__name__)
+        settings = {k: _python_value(v) for k, v in _accepted(optimizer.get_config(), optimizer_class, drop=("name",)).items()}
+        if isinstance(settings.get("learning_rate"), dict):  # a schedule
+            schedule = settings["learning_rate"]
+            settings["learning_rate"] = target.optimizers.schedules.deserialize(
+                {"class_name": schedule["class_name"], "config": schedule["config"]}
+            )
+        fresh = optimizer_class(**settings)
+        if isinstance(model.optimizer, loss_scale_optimizer_class(source)):
+            fresh = loss_scale_optimizer_class(to)(fresh)
+        result.compile(
+            optimizer=fresh,
+            loss=_portable_compile_value(arguments.get("loss")),
+            metrics=_portable_compile_value(arguments.get("metrics")),
+        )
+    return result
+
+
+def _check_chain(input_layer: Any, layers: list) -> None:
+    known = {id(layer) for layer in [input_layer, *layers]}  # Keras 3 also feeds masks from plain ops (NotEqual): those follow
+    for previous, layer in zip([input_layer, *layers], layers):
+        histories = [getattr(t, "_keras_history", [None])[0] for t in _flat(layer.input)]
+        inbound = {h for h in histories if id(h) in known}
+        if inbound != {previous}:
+            raise TypeError(
+                f"convert handles models whose layers form one chain; {layer.name!r} does not take its input "
+                f"from {previous.name!r} alone"
+            )
+
+
+def _flat(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _dtype_name(dtype: Any) -> str:
+    return getattr(dtype, "name", dtype)
+
+
+def _portable_config(config: dict, target_class: type) -> dict:
+    """``config`` with what ``target_class`` accepts: dtype policies by name, serialized objects without module."""
+    config = dict(config)
+    dtype = config.get("dtype")
+    if isinstance(dtype, dict):  # {"class_name": "DTypePolicy"/"Policy", "config": {"name": ...}}
+        config["dtype"] = dtype.get("config", {}).get("name", "float32")
+    for key, value in config.items():
+        if isinstance(value, dict) and "class_name" in value and key != "dtype":
+            config[key] = {"class_name": value["class_name"], "config": _accepted(value.get("config", {}), _named(value["class_name"], target_class))}
+    return _accepted(config, target_class, keep=("name", "trainable", "dtype"))
+
+
+def _named(class_name: str, layer_class: type) -> type | None:
+    module = importlib.import_module(layer_class.__module__.split(".")[0])
+    for namespace in ("initializers", "regularizers", "constraints"):
+        found = getattr(getattr(module, namespace, None), class_name, None)
+        if found is not None:
+            return found
+    return None
+
+
+def _accepted(config: dict, cls: type | None, keep: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> dict:
+    """The entries of ``config`` that ``cls.__init__`` takes by name (all of them when it can't be told)."""
+    if cls is None:
+        return {k: v for k, v in config.items() if k not in drop}
+    parameters = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in config.items() if (k in parameters or k in keep) and k not in drop}
+
+
+def _python_value(value: Any) -> Any:
+    """NumPy scalars (tf_keras keeps a learning rate as float32) as Python numbers."""
+    return value.item() if hasattr(value, "item") and getattr(value, "shape", None) == () else value
+
+
+def _portable_compile_value(value: Any) -> Any:
+    """Losses and metrics by name, so either flavour resolves them."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_portable_compile_value(item) for item in value)
+    if isinstance(value, dict) and "class_name" in value:
+        return value.get("config", {}).get("name") or value["class_name"]
+    if hasattr(value, "get_config"):
+        return value.get_config().get("name", type(value).__name__)
     return value
