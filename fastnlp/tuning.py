@@ -80,7 +80,7 @@ class TuneResult:
         return "\n".join(lines)
 
 
-def default_candidates(model: Any) -> list[tuple[str, list]]:
+def default_candidates() -> list[tuple[str, list]]:
     """The speedups worth trying on this machine: each alone; :func:`tune` then combines the winners.
 
     Mixed float16 only where a GPU is visible (no x86 CPU gains from it); XLA; 4 and 16 steps per
@@ -145,7 +145,7 @@ def tune(
     if flavour.compile_arguments(model) is None:
         raise ValueError("tune trains the model: compile it first (model.compile(...))")
     check_positive_int(steps=steps, warmup_steps=warmup_steps)
-    candidates = list(default_candidates(model) if candidates is None else candidates)
+    candidates = list(default_candidates() if candidates is None else candidates)
     for name, speedups in candidates:
         registry.plan(speedups)  # unknown or impossible combinations fail now, not after minutes of tuning
     batch_size = _batch_size(dataset)

@@ -106,3 +106,11 @@ def test_bad_input_raises_before_any_training(flavour):
         tune(model, char_lm_data().take(0), [SPE4])
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         tune(model, char_lm_data(), [SPE4], steps=0)
+
+
+def test_the_default_candidates_fit_the_machine():
+    names = [name for name, _ in tune_module.default_candidates()]
+    assert names[-4:] == ["mixed_bfloat16", "xla", "steps_per_execution=4", "steps_per_execution=16"]
+    assert ("mixed_float16" in names) == bool(tf.config.list_physical_devices("GPU"))
+    for _, speedups in tune_module.default_candidates():
+        tune_module.registry.plan(speedups)  # every default is a valid, registered speedup

@@ -334,7 +334,6 @@ def _compiled(steps: Any, errors: str) -> Callable:
     return tf.function(lambda strings: steps.tensorflow(strings, errors), input_signature=[tf.TensorSpec([None], tf.string)])
 
 
-
 def _tf_over_list(steps: Any, texts: list[str]) -> list:
     import tensorflow as tf
 
