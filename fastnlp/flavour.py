@@ -36,6 +36,7 @@ __all__ = [
     "load_model",
     "loss_scale_optimizer_class",
     "rebuild",
+    "require_compiled",
 ]
 
 
@@ -104,6 +105,14 @@ def compile_arguments(model: Any) -> dict | None:
     if not compiled or not hasattr(model, "_compile_config"):
         return None
     return dict(model._compile_config.config)
+
+
+def require_compiled(model: Any, why: str) -> dict:
+    """``model``'s compile arguments; ``ValueError`` saying ``why`` it must be compiled when it is not."""
+    arguments = compile_arguments(model)
+    if arguments is None:
+        raise ValueError(f"{why}: compile the model first (model.compile(...))")
+    return arguments
 
 
 def rebuild(

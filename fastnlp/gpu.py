@@ -16,7 +16,7 @@ import dataclasses
 import warnings
 from typing import Any
 
-from fastnlp import flavour
+from fastnlp import flavour, hardware
 from fastnlp.notices import SpeedupWarning, record_applied
 from fastnlp.registry import BadCall, register
 
@@ -103,8 +103,6 @@ def _select(gpus: list, devices: list[int]) -> list:
 
 
 def _total_memory_mb(gpus: list) -> list[int]:
-    from fastnlp import hardware
-
     totals = hardware.gpu_total_memory_mb()
     if len(totals) < len(gpus):
         raise RuntimeError(
@@ -146,7 +144,7 @@ def cudnn_report(model: Any) -> list[CudnnStatus]:
     keras = flavour.keras_module(kind_of)
     recurrent = (keras.layers.LSTM, keras.layers.GRU)
     statuses = []
-    gpu = _has_gpu()
+    gpu = hardware.has_gpu()
     xla = _jit_compile(model)
     masked = False  # an Embedding(mask_zero=True) or Masking layer upstream
     for layer in _layers(model, keras):
@@ -196,12 +194,6 @@ def _layers(model: Any, keras: Any) -> list:
     for layer in model.layers:
         found.extend(_layers(layer, keras) if isinstance(layer, keras.Model) else [layer])
     return found
-
-
-def _has_gpu() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _jit_compile(model: Any) -> bool:
@@ -256,7 +248,7 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Any:
         return {**config, **{key: value for key, value in _HARMLESS.items() if key in config or hasattr(layer, key)}}
 
     result = flavour.rebuild(model, edit)
-    if not _has_gpu():
+    if not hardware.has_gpu():
         warnings.warn("enable_cudnn: no GPU visible, so the generic kernel runs here all the same", SpeedupWarning, stacklevel=2)
     record_applied(result, "enable_cudnn" + (f" (left as they were: {list(blocked)})" if blocked else ""), model)
     return result
@@ -288,10 +280,9 @@ def use_xla(model: Any) -> Any:
         True
     """
     flavour.check_rebuildable(model)
-    if flavour.compile_arguments(model) is None:
-        raise ValueError("use_xla sets a compile option: compile the model first (model.compile(...))")
+    flavour.require_compiled(model, "use_xla sets a compile option")
     result = flavour.rebuild(model, compile_options={"jit_compile": True})
-    if not _has_gpu():
+    if not hardware.has_gpu():
         warnings.warn(
             "use_xla: no GPU visible; on CPUs XLA often trains LSTMs slower (about 4x slower for a tf_keras "
             "LSTM on this project's CPU): measure before you keep it", SpeedupWarning, stacklevel=2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import platform
 
-__all__ = ["cpu_flags", "cpu_model", "gpu_compute_capabilities", "gpu_names", "gpu_total_memory_mb", "has_tpu"]
+__all__ = ["cpu_flags", "cpu_model", "gpu_compute_capabilities", "gpu_names", "gpu_total_memory_mb", "has_gpu", "has_tpu"]
 
 
 @functools.cache
@@ -83,6 +83,13 @@ def gpu_total_memory_mb() -> list[int]:
         return totals
     finally:
         nvml.nvmlShutdown()
+
+
+def has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU (without starting its GPU runtime)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def has_tpu() -> bool:

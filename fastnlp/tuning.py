@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fastnlp import flavour, registry
+from fastnlp import flavour, hardware, registry
 from fastnlp.notices import SpeedupWarning, record_applied
 from fastnlp.registry import BadCall, register
 from fastnlp.validation import check_positive_int
@@ -44,8 +44,7 @@ def set_steps_per_execution(model: Any, steps: int = 8) -> Any:
     """
     flavour.check_rebuildable(model)
     check_positive_int(steps=steps)
-    if flavour.compile_arguments(model) is None:
-        raise ValueError("set_steps_per_execution sets a compile option: compile the model first (model.compile(...))")
+    flavour.require_compiled(model, "set_steps_per_execution sets a compile option")
     result = flavour.rebuild(model, compile_options={"steps_per_execution": steps})
     record_applied(result, f"set_steps_per_execution(steps={steps})", model)
     return result
@@ -86,8 +85,6 @@ def default_candidates() -> list[tuple[str, list]]:
     Mixed float16 only where a GPU is visible (no x86 CPU gains from it); XLA; 4 and 16 steps per
     execution; mixed bfloat16 everywhere (it is measured, not assumed).
     """
-    import tensorflow as tf
-
     from fastnlp.gpu import use_xla
     from fastnlp.precision import enable_mixed_precision
 
@@ -97,7 +94,7 @@ def default_candidates() -> list[tuple[str, list]]:
         ("steps_per_execution=4", [functools.partial(set_steps_per_execution, steps=4)]),
         ("steps_per_execution=16", [functools.partial(set_steps_per_execution, steps=16)]),
     ]
-    if tf.config.list_physical_devices("GPU"):
+    if hardware.has_gpu():
         candidates.insert(0, ("mixed_float16", [functools.partial(enable_mixed_precision, policy="mixed_float16")]))
     return candidates
 
@@ -142,8 +139,7 @@ def tune(
         ['input', 'steps_per_execution=4']
     """
     flavour.check_rebuildable(model)
-    if flavour.compile_arguments(model) is None:
-        raise ValueError("tune trains the model: compile it first (model.compile(...))")
+    flavour.require_compiled(model, "tune trains the model")
     check_positive_int(steps=steps, warmup_steps=warmup_steps)
     candidates = list(default_candidates() if candidates is None else candidates)
     for name, speedups in candidates:
