@@ -66,25 +66,38 @@ def stopword_languages(data_dir: str | os.PathLike | None = None) -> list[str]:
 def _languages(paths: tuple[str, ...]) -> list[str]:
     where, archive = _corpus(paths)
     if archive is None:
+        return _languages_in(where, None)
+    with archive:
+        return _languages_in(where, archive)
+
+
+def _languages_in(where: str, archive: zipfile.ZipFile | None) -> list[str]:
+    if archive is None:
         names = os.listdir(where)
     else:
-        with archive:
-            names = [name.partition("/")[2] for name in archive.namelist() if name.startswith("stopwords/")]
+        names = [name.partition("/")[2] for name in archive.namelist() if name.startswith("stopwords/")]
     return sorted(name for name in names if _is_language(name))
 
 
 @functools.lru_cache(maxsize=32)
 def _load(language: str, paths: tuple[str, ...]) -> frozenset[str]:
     where, archive = _corpus(paths)
-    if not _is_language(language) or language not in _languages(paths):
-        raise StopwordsNotFoundError(f"NLTK's stopwords corpus has no language {language!r}; installed: {_languages(paths)}")
     if archive is None:
-        with open(os.path.join(where, language), encoding="utf-8") as stream:
-            text = stream.read()
+        text = _read(where, None, language)
     else:
         with archive:
-            text = archive.read(f"stopwords/{language}").decode("utf-8")
+            text = _read(where, archive, language)
     return frozenset(word.strip() for word in text.splitlines() if word.strip())
+
+
+def _read(where: str, archive: zipfile.ZipFile | None, language: str) -> str:
+    installed = _languages_in(where, archive)
+    if language not in installed:
+        raise StopwordsNotFoundError(f"NLTK's stopwords corpus has no language {language!r}; installed: {installed}")
+    if archive is None:
+        with open(os.path.join(where, language), encoding="utf-8") as stream:
+            return stream.read()
+    return archive.read(f"stopwords/{language}").decode("utf-8")
 
 
 def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | None = None) -> frozenset[str]:
