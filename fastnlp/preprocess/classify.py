@@ -139,12 +139,13 @@ def text_classification_dataset(
     )
     # a bucket of n texts always gives ceil(n / batch_size) batches, whatever the order: say so, so
     # that Keras knows an epoch's length (Keras 3 would otherwise cut later epochs to the first's)
-    per_bucket = np.bincount(np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1)
+    buckets = np.searchsorted(boundaries, lengths, side="right")  # each text's bucket
+    per_bucket = np.bincount(buckets, minlength=len(boundaries) + 1)
     batches = int(sum(-(-count // batch_size) for count in per_bucket))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
 
     order = np.random.default_rng(seed).permutation(len(texts)) if shuffle else np.arange(len(texts))
-    report = PaddingReport(int(lengths.sum()), _bucketed_tokens(lengths[order], boundaries, batch_size), len(texts) * int(lengths.max()))
+    report = PaddingReport(int(lengths.sum()), _bucketed_tokens(lengths[order], buckets[order], batch_size), len(texts) * int(lengths.max()))
     dataset.vocabulary = vocabulary
     dataset.padding = report
     record_applied(dataset, str(report))
@@ -198,14 +199,14 @@ def _decile_boundaries(lengths: np.ndarray) -> list[int]:
     return sorted({int(edge) for edge in edges if edge <= lengths.max()})
 
 
-def _bucketed_tokens(lengths: np.ndarray, boundaries: list[int], batch_size: int) -> int:
+def _bucketed_tokens(lengths: np.ndarray, buckets: np.ndarray, batch_size: int) -> int:
     """Tokens (padding included) of the batches ``bucket_by_sequence_length`` makes from ``lengths`` in this order."""
-    buckets: list[list[int]] = [[] for _ in range(len(boundaries) + 1)]
+    waiting: dict[int, list[int]] = {}
     total = 0
-    for length in lengths:
-        bucket = buckets[int(np.searchsorted(boundaries, length, side="right"))]
-        bucket.append(int(length))
-        if len(bucket) == batch_size:
-            total += batch_size * max(bucket)
-            bucket.clear()
-    return total + sum(len(bucket) * max(bucket) for bucket in buckets if bucket)
+    for length, bucket in zip(lengths.tolist(), buckets.tolist()):
+        batch = waiting.setdefault(bucket, [])
+        batch.append(length)
+        if len(batch) == batch_size:
+            total += batch_size * max(batch)
+            batch.clear()
+    return total + sum(len(batch) * max(batch) for batch in waiting.values() if batch)
