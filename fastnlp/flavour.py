@@ -30,6 +30,7 @@ __all__ = [
     "callback_base",
     "check_rebuildable",
     "compile_arguments",
+    "compile_like",
     "convert",
     "detect",
     "keras_module",
@@ -74,7 +75,9 @@ def detect(model: Any) -> Flavour:
 
 
 def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_objects=None):
-    """Load a ``.keras`` file with the loader of ``flavour`` (``safe_mode`` on by default).
+    """Load a ``.keras`` (or tf_keras ``.h5``) file with the loader of ``flavour`` (``safe_mode`` on by default).
+
+    tf_keras models pruned or quantized by :mod:`fastnlp.compress` load without custom objects.
 
     Example:
         >>> import keras, tempfile, os
@@ -83,9 +86,12 @@ def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_ob
         >>> load_model(path, "keras").count_params()
         4
     """
-    return keras_module(flavour).models.load_model(
-        path, custom_objects=custom_objects, safe_mode=safe_mode
-    )
+    if flavour == "tf_keras":  # models fastnlp.compress made hold tfmot's wrappers: know them without being told
+        from fastnlp.compress.objects import compression_objects
+
+        custom_objects = {**compression_objects(), **(custom_objects or {})}
+    options = {"safe_mode": safe_mode} if str(path).endswith(".keras") else {}  # HDF5 has no safe mode
+    return keras_module(flavour).models.load_model(path, custom_objects=custom_objects, **options)
 
 
 def callback_base(flavour: Flavour) -> type:
@@ -140,16 +146,24 @@ def rebuild(
         >>> copy is m, bool((copy.get_weights()[0] == m.get_weights()[0]).all())
         (False, True)
     """
-    flavour = detect(model)
-    clone = _clone(model, edit, keras_module(flavour))
+    clone = _clone(model, edit, keras_module(detect(model)))
     if model.weights:
         clone.set_weights(model.get_weights())
+    return compile_like(clone, model, loss_scale=loss_scale, compile_options=compile_options)
+
+
+def compile_like(target: Any, model: Any, *, loss_scale: bool | None = None, compile_options: dict | None = None):
+    """Compile ``target`` (same flavour) as ``model`` was, with a fresh optimizer of the same config; return it.
+
+    ``loss_scale`` and ``compile_options`` as in :func:`rebuild`; an uncompiled ``model`` leaves
+    ``target`` as it is.
+    """
     arguments = compile_arguments(model)
     if arguments is not None:
-        optimizer = _fresh_optimizer(model.optimizer, flavour, loss_scale)
+        optimizer = _fresh_optimizer(model.optimizer, detect(model), loss_scale)
         arguments = {**arguments, **(compile_options or {})}
-        clone.compile(optimizer=optimizer, **{k: _fresh(v) for k, v in arguments.items() if k != "optimizer"})
-    return clone
+        target.compile(optimizer=optimizer, **{k: _fresh(v) for k, v in arguments.items() if k != "optimizer"})
+    return target
 
 
 def check_rebuildable(model: Any) -> None:
