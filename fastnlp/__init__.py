@@ -25,6 +25,12 @@ _EXPORTS: dict[str, str] = {
     "use_xla": "fastnlp.gpu",
     "set_steps_per_execution": "fastnlp.tuning",
     "tune": "fastnlp.tuning",
+    "prune": "fastnlp.compress",
+    "strip_pruning": "fastnlp.compress",
+    "weight_sparsity": "fastnlp.compress",
+    "quantize": "fastnlp.compress",
+    "to_tflite": "fastnlp.compress",
+    "LiteRTModel": "fastnlp.compress",
     "TuneResult": "fastnlp.tuning",
     "char_lm_dataset": "fastnlp.preprocess",
     "CharVocabulary": "fastnlp.preprocess",
@@ -39,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "fastnlp.checkpoint",
     "applied_speedups": "fastnlp.notices",
     "NoEffectWarning": "fastnlp.notices",
+    "FlavourWarning": "fastnlp.notices",
     "SpeedupWarning": "fastnlp.notices",
 }
 

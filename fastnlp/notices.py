@@ -6,11 +6,15 @@ import warnings
 import weakref
 from typing import Any
 
-__all__ = ["NoEffectWarning", "SpeedupWarning", "applied_speedups", "record_applied", "warn_no_effect"]
+__all__ = ["FlavourWarning", "NoEffectWarning", "SpeedupWarning", "applied_speedups", "record_applied", "warn_no_effect"]
 
 
 class SpeedupWarning(UserWarning):
     """A speedup was applied as asked, but this machine is unlikely to run it faster."""
+
+
+class FlavourWarning(UserWarning):
+    """The result is a tf_keras model although a Keras 3 model was given (tfmot exists only for tf_keras)."""
 
 
 class NoEffectWarning(SpeedupWarning):

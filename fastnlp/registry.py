@@ -29,7 +29,9 @@ __all__ = [
 STAGES: tuple[str, ...] = ("layer_config", "dtype_policy", "strategy", "wrappers", "compile_options")
 
 #: Modules whose import registers transforms.
-_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.precision", "fastnlp.gpu", "fastnlp.tuning")
+_TRANSFORM_MODULES: tuple[str, ...] = (
+    "fastnlp.precision", "fastnlp.gpu", "fastnlp.tuning", "fastnlp.compress.pruning", "fastnlp.compress.quantization",
+)
 _TEXT_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.preprocess.text",)
 
 
@@ -73,6 +75,8 @@ class Transform:
     bad_calls: tuple[BadCall, ...] = ()
     conflicts: frozenset[str] = frozenset()  # names of transforms it cannot be combined with
     example: Callable[[str], Example] = tiny_char_lm
+    returns: str | None = None  # the flavour it always returns (None: the flavour it was given)
+    save_suffix: str = ".keras"  # the file format its results save to and load from
 
 
 _REGISTRY: dict[str, Transform] = {}
@@ -85,6 +89,8 @@ def register(
     bad_calls: Iterable[BadCall] = (),
     conflicts: Iterable[str] = (),
     example: Callable[[str], Example] = tiny_char_lm,
+    returns: str | None = None,
+    save_suffix: str = ".keras",
 ) -> Callable[[Callable], Callable]:
     """Decorator that registers a model transform under its function name."""
     if stage not in STAGES:
@@ -94,7 +100,8 @@ def register(
         if func.__name__ in _REGISTRY:
             raise ValueError(f"a transform named {func.__name__!r} is already registered")
         _REGISTRY[func.__name__] = Transform(
-            func.__name__, func, stage, dict(try_kwargs or {}), tuple(bad_calls), frozenset(conflicts), example
+            func.__name__, func, stage, dict(try_kwargs or {}), tuple(bad_calls), frozenset(conflicts), example,
+            returns, save_suffix,
         )
         return func
 

@@ -1,5 +1,7 @@
 """Shared tests every registered transform must pass, for both Keras flavours."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -8,12 +10,19 @@ import tf_keras
 
 from fastnlp import flavour as flavours
 from fastnlp import registry
+from fastnlp.notices import FlavourWarning
 
 TRANSFORMS = registry.transforms()
 pytestmark = [
     pytest.mark.parametrize("transform", TRANSFORMS, ids=[t.name for t in TRANSFORMS]),
     pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning"),
+    pytest.mark.filterwarnings("ignore::fastnlp.FlavourWarning"),
 ]
+
+
+def result_flavour(transform, flavour):
+    """The flavour ``transform`` returns for a ``flavour`` input: the same, unless it declares otherwise."""
+    return transform.returns or flavour
 
 
 def model_state(model):
@@ -51,12 +60,16 @@ def test_input_model_and_global_state_are_untouched(transform, flavour):
     example.model.fit(example.x, example.y, epochs=1, verbose=0)  # a trained input, optimizer state and all
     before, globals_before = model_state(example.model), global_state()
 
-    result = transform.func(example.model, **transform.try_kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = transform.func(example.model, **transform.try_kwargs)
 
     assert result is not example.model
     assert_same_state(before, model_state(example.model))
     assert global_state() == globals_before
-    assert flavours.detect(result) == flavour
+    assert flavours.detect(result) == result_flavour(transform, flavour)
+    changed_flavour = [w for w in caught if issubclass(w.category, FlavourWarning)]
+    assert bool(changed_flavour) == (result_flavour(transform, flavour) != flavour)  # said when, and only when, it changes
 
 
 def test_result_fits_two_steps(transform, flavour):
@@ -71,10 +84,10 @@ def test_save_and_load_give_equal_predictions(transform, flavour, tmp_path):
     example = transform.example(flavour)
     result = transform.func(example.model, **transform.try_kwargs)
     result.fit(example.x, example.y, epochs=1, verbose=0)
-    path = str(tmp_path / "model.keras")
+    path = str(tmp_path / f"model{transform.save_suffix}")
     result.save(path)
 
-    loaded = flavours.load_model(path, flavour)
+    loaded = flavours.load_model(path, result_flavour(transform, flavour))  # no custom objects passed
 
     assert [layer.dtype_policy.name for layer in loaded.layers] == [layer.dtype_policy.name for layer in result.layers]
     np.testing.assert_allclose(loaded.predict(example.x, verbose=0), result.predict(example.x, verbose=0), rtol=0, atol=1e-6)

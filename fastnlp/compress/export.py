@@ -1,0 +1,254 @@
+"""Export to TFLite (LiteRT) with the LSTM as one fused op, and run the result.
+
+Converting a Keras LSTM with a dynamic batch fails (``TensorListReserve``), and Keras 3's LSTM
+converts to a ``WHILE`` loop of small ops, which full-int8 quantization cannot handle. tf_keras's
+LSTM is tagged for the converter and becomes TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``, so
+:func:`to_tflite` converts Keras 3 models to tf_keras first (exact weights) and exports a
+fixed-batch concrete function. :class:`LiteRTModel` runs the bytes with ``ai-edge-litert`` on
+batches of any size, in chunks of the exported batch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from fastnlp import flavour as flavours
+from fastnlp.notices import SpeedupWarning
+from fastnlp.validation import check_positive_int
+
+__all__ = ["QUANTIZATIONS", "LiteRTModel", "to_tflite"]
+
+QUANTIZATIONS: tuple[str | None, ...] = (None, "dynamic", "float16", "int8")
+_FUSED_RECURRENT = {"LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM"}
+
+
+def to_tflite(
+    model: Any,
+    quantization: str | None = None,
+    representative_data: Any = None,
+    *,
+    batch_size: int = 1,
+    calibration_samples: int = 100,
+    path: str | os.PathLike | None = None,
+) -> bytes:
+    """Convert ``model`` to a TFLite flatbuffer that LiteRT runs; return the bytes (and write ``path``).
+
+    Args:
+        model: a Keras 3 or tf_keras model with one input, e.g. from ``build_lstm``, ``prune``
+            (strip it first), or ``quantize`` (its learned weights are exported from plain layers,
+            so that the LSTM stays one fused op; ``"int8"`` then calibrates the activations).
+        quantization: ``None`` (float32), ``"dynamic"`` (int8 weights, float activations),
+            ``"float16"`` (float16 weights), or ``"int8"`` (int8 weights and activations,
+            calibrated on ``representative_data``).
+        representative_data: inputs to calibrate ``"int8"`` on: an array (samples first) or a
+            ``tf.data.Dataset`` of inputs or ``(inputs, labels)`` batches.
+        batch_size: the fixed batch of the export (``LiteRTModel`` runs any batch in chunks).
+        calibration_samples: how many samples of ``representative_data`` to calibrate on.
+        path: also write the bytes to this file.
+
+    Returns:
+        The ``.tflite`` model as bytes. ``LiteRTModel(bytes).ops`` tells which ops it holds; a
+        :class:`~fastnlp.notices.SpeedupWarning` says when an LSTM did not become the fused op.
+
+    Raises:
+        ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data`` or for a
+            model that masks padding (an LSTM behind ``mask_zero=True`` exports as a loop, not the
+            fused op, and the converter cannot calibrate it).
+        TypeError: not a Keras model, or a model with several inputs.
+
+    Example:
+        >>> import numpy as np
+        >>> from fastnlp import build_lstm
+        >>> model = build_lstm(20, units=8, num_layers=1, seq_len=6)
+        >>> lite = LiteRTModel(to_tflite(model, "dynamic"))
+        >>> "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops
+        True
+        >>> x = np.random.default_rng(0).integers(0, 20, (5, 6))
+        >>> bool(np.allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-3))
+        True
+    """
+    import tensorflow as tf
+
+    source = flavours.detect(model)
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "quantization='int8' needs representative_data: a few hundred typical inputs to calibrate "
+            "the activation ranges on (or use 'dynamic', which needs none)"
+        )
+    check_positive_int(batch_size=batch_size, calibration_samples=calibration_samples)
+    masking = [layer.name for layer in model.layers if layer.get_config().get("mask_zero") or type(layer).__name__ == "Masking"]
+    if quantization == "int8" and masking:
+        raise ValueError(
+            f"quantization='int8' cannot export a masked LSTM (layer {masking[0]!r} masks padding): the "
+            f"converter has no fused op for it and its int8 calibration crashes. Use 'dynamic', or train "
+            f"the model on left-padded sequences without a mask"
+        )
+    if len(model.inputs) != 1:
+        raise TypeError(f"to_tflite exports models with one input; {model.name!r} has {len(model.inputs)}")
+    exported = _fused_flavour(model) if source == "keras" else _without_fake_quantization(model)
+    (spec,) = exported.inputs
+    signature = tf.TensorSpec((batch_size, *spec.shape[1:]), spec.dtype)
+    function = tf.function(lambda inputs: exported(inputs, training=False)).get_concrete_function(signature)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], exported)
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        samples = list(_samples(representative_data, batch_size, calibration_samples, spec.dtype.name))
+        converter.representative_dataset = lambda: ([sample] for sample in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    content = converter.convert()
+    _warn_unfused(model, LiteRTModel(content).ops)
+    if path is not None:
+        with open(path, "wb") as file:
+            file.write(content)
+    return content
+
+
+def _fused_flavour(model: Any) -> Any:
+    """The tf_keras twin of a Keras 3 model (its LSTMs convert to the fused op), or the model itself
+    when it cannot be converted."""
+    try:
+        return flavours.convert(model, "tf_keras")
+    except TypeError as error:
+        warnings.warn(
+            f"to_tflite: exporting the Keras 3 model as it is ({error}); its LSTMs become WHILE loops, "
+            f"slower than the fused op, and int8 quantization will fail",
+            SpeedupWarning,
+            stacklevel=3,
+        )
+        return model
+
+
+def _without_fake_quantization(model: Any) -> Any:
+    """``model`` itself, or for a :func:`~fastnlp.compress.quantize` model its float twin holding the
+    weights quantization-aware training learned.
+
+    The converter cannot fuse an LSTM whose weights pass through fake-quantization ops (measured:
+    it became a WHILE loop, and int8 calibration of that graph crashed the converter), so the
+    learned weights are exported from plain layers and the converter quantizes them itself.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapper
+
+    if not any(isinstance(layer, (QuantizeWrapper, QuantizeLayer)) for layer in model.layers):
+        return model
+    keras = flavours.keras_module("tf_keras")
+
+    def unwrap(layer):
+        if isinstance(layer, QuantizeLayer):
+            return keras.layers.Identity(name=layer.name)
+        inner = layer.layer if isinstance(layer, QuantizeWrapper) else layer
+        config = {  # tfmot swaps activations for QuantizeAwareActivation(activation=...): take the original back
+            key: value["config"]["activation"]
+            if isinstance(value, dict) and value.get("class_name") == "QuantizeAwareActivation" else value
+            for key, value in inner.get_config().items()
+        }
+        return inner.__class__.from_config(config)
+
+    twin = keras.models.clone_model(model, clone_function=unwrap)
+    for layer in model.layers:
+        if isinstance(layer, QuantizeLayer) or not layer.weights:
+            continue
+        inner = layer.layer if isinstance(layer, QuantizeWrapper) else layer
+        # the wrapped layer's kernels are attributes swapped for tensors; its variables are the wrapper's
+        learned = {_within_layer(weight): weight for weight in layer.weights}
+        target = twin.get_layer(inner.name)
+        target.set_weights([learned[_within_layer(weight)].numpy() for weight in target.weights])
+    return twin
+
+
+def _within_layer(weight: Any) -> str:
+    """A variable's name without its layer's prefix, e.g. ``lstm_cell/kernel:0``."""
+    return weight.name.split("/", 1)[-1]
+
+
+def _samples(data: Any, batch_size: int, limit: int, dtype: str) -> Iterator[np.ndarray]:
+    """Calibration inputs, ``batch_size`` samples at a time, ``limit`` samples in all."""
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        rows = (np.asarray(item[0] if isinstance(item, tuple) else item) for item in data.unbatch().as_numpy_iterator())
+    else:
+        rows = iter(np.asarray(data))
+    taken = [row for _, row in zip(range(max(limit, batch_size)), rows)]
+    if len(taken) < batch_size:
+        raise ValueError(f"representative_data has {len(taken)} samples; at least batch_size={batch_size} are needed")
+    for start in range(0, len(taken) - batch_size + 1, batch_size):
+        yield np.stack(taken[start : start + batch_size]).astype(dtype)
+
+
+def _warn_unfused(model: Any, ops: tuple[str, ...]) -> None:
+    for layer in model.layers:
+        kind = type(getattr(layer, "layer", layer)).__name__
+        fused = _FUSED_RECURRENT.get(kind)
+        if fused and fused not in ops:
+            warnings.warn(
+                f"to_tflite: layer {layer.name!r} ({kind}) did not become {fused} (ops: {list(ops)}); "
+                f"LiteRT will run it as a loop of small ops",
+                SpeedupWarning,
+                stacklevel=3,
+            )
+            return
+
+
+class LiteRTModel:
+    """Runs a ``.tflite`` model with ``ai-edge-litert`` on batches of any size.
+
+    The model's batch is fixed at export; :meth:`predict` runs bigger inputs in chunks of it and
+    pads the last chunk. Each chunk starts from a zero recurrent state, as Keras does: the fused LSTM
+    op keeps its state in variable tensors between invocations, so they are reset before each one.
+
+    Example:
+        >>> from fastnlp import build_lstm
+        >>> lite = LiteRTModel(to_tflite(build_lstm(20, units=8, num_layers=1, seq_len=6), batch_size=4))
+        >>> lite.batch_size, lite.predict(np.zeros((6, 6), "int32")).shape
+        (4, (6, 6, 20))
+    """
+
+    def __init__(self, model: bytes | str | os.PathLike, *, num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        content = model if isinstance(model, bytes) else open(model, "rb").read()
+        self.size_bytes = len(content)
+        self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        self._interpreter.allocate_tensors()
+        (self._input,) = self._interpreter.get_input_details()
+        (self._output,) = self._interpreter.get_output_details()
+
+    @property
+    def batch_size(self) -> int:
+        """The batch the model was exported with."""
+        return int(self._input["shape"][0])
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The distinct op names in the model, e.g. ``UNIDIRECTIONAL_SEQUENCE_LSTM``."""
+        details = self._interpreter._get_ops_details()  # LiteRT has no public op listing
+        return tuple(sorted({op["op_name"] for op in details}))
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        """The model's outputs for ``inputs`` (samples first), as one array."""
+        inputs = np.asarray(inputs, dtype=self._input["dtype"])
+        expected = tuple(self._input["shape"][1:])
+        if inputs.ndim == 0 or tuple(inputs.shape[1:]) != expected:
+            raise ValueError(f"inputs must have shape (n, {', '.join(map(str, expected))}), got {inputs.shape}")
+        outputs = []
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start : start + self.batch_size]
+            filled = len(chunk)
+            if filled < self.batch_size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - filled, axis=0)])
+            self._interpreter.reset_all_variables()  # the fused LSTM keeps its state between invokes
+            self._interpreter.set_tensor(self._input["index"], chunk)
+            self._interpreter.invoke()
+            outputs.append(self._interpreter.get_tensor(self._output["index"])[:filled].copy())
+        return np.concatenate(outputs)
