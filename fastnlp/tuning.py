@@ -57,6 +57,9 @@ class Measurement:
     name: str
     samples_per_s: float | None  # None: not measured (it failed, or the time budget ran out)
     note: str = ""
+    batch_size: int | None = None  # samples per step it ran with
+    peak_memory_mb: float | None = None  # the device's peak (GPU), or the process's high-water mark (CPU)
+    within_budget: bool = True  # False: it needed more memory than tune's memory_budget_mb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,26 +69,29 @@ class TuneResult:
     model: Any  # a fresh copy of the input model with ``best`` applied (untrained beyond the input)
     best: str
     measurements: tuple[Measurement, ...]
+    batch_size: int  # the batch size to train with (the dataset's own unless a larger one won)
 
     def __str__(self) -> str:
         baseline = self.measurements[0].samples_per_s
         width = max(len(m.name) for m in self.measurements)
-        lines = [f"{'candidate':{width}}  samples/s  vs input  note"]
+        lines = [f"{'candidate':{width}}  samples/s  vs input  batch  peak MB  note"]
         for m in self.measurements:
             rate = "-" if m.samples_per_s is None else f"{m.samples_per_s:9.1f}"
             ratio = "-" if m.samples_per_s is None or not baseline else f"{m.samples_per_s / baseline:7.2f}x"
+            memory = "-" if m.peak_memory_mb is None else f"{m.peak_memory_mb:.0f}"
             mark = " <- chosen" if m.name == self.best else ""
-            lines.append(f"{m.name:{width}}  {rate:>9}  {ratio:>8}  {m.note}{mark}")
+            lines.append(f"{m.name:{width}}  {rate:>9}  {ratio:>8}  {m.batch_size or '-':>5}  {memory:>7}  {m.note}{mark}")
         return "\n".join(lines)
 
 
 def default_candidates() -> list[tuple[str, list]]:
     """The speedups worth trying on this machine: each alone; :func:`tune` then combines the winners.
 
-    Mixed float16 only where a GPU is visible (no x86 CPU gains from it); XLA; 4 and 16 steps per
-    execution; mixed bfloat16 everywhere (it is measured, not assumed).
+    Mixed float16 and cuDNN eligibility only where a GPU is visible (no x86 CPU gains from float16,
+    and cuDNN is a GPU kernel); XLA; 4 and 16 steps per execution; mixed bfloat16 everywhere (it is
+    measured, not assumed).
     """
-    from fastnlp.gpu import use_xla
+    from fastnlp.gpu import enable_cudnn, use_xla
     from fastnlp.precision import enable_mixed_precision
 
     candidates: list[tuple[str, list]] = [
@@ -95,7 +101,10 @@ def default_candidates() -> list[tuple[str, list]]:
         ("steps_per_execution=16", [functools.partial(set_steps_per_execution, steps=16)]),
     ]
     if hardware.has_gpu():
-        candidates.insert(0, ("mixed_float16", [functools.partial(enable_mixed_precision, policy="mixed_float16")]))
+        candidates[:0] = [
+            ("mixed_float16", [functools.partial(enable_mixed_precision, policy="mixed_float16")]),
+            ("cudnn", [functools.partial(enable_cudnn, skip_blocked=True)]),
+        ]
     return candidates
 
 
@@ -109,6 +118,8 @@ def tune(
     time_budget_s: float = 300.0,
     combine: bool = True,
     min_gain: float = 0.03,
+    batch_sizes: Sequence[int] = (),
+    memory_budget_mb: float | None = None,
 ) -> TuneResult:
     """Train a few steps of each candidate speedup on ``dataset`` and return the fastest configuration.
 
@@ -124,10 +135,22 @@ def tune(
         combine: also try the combination of every candidate that beat the input.
         min_gain: how much faster than the input a candidate must measure to count as faster
             (0.03: 3%); a smaller difference is within this kind of measurement's noise.
+        batch_sizes: other batch sizes to try the input configuration with (samples/s compares
+            them fairly); the winner is combined with the winning speedups. A larger batch takes
+            fewer, bigger steps per epoch: scale the learning rate with it (linearly, to start).
+        memory_budget_mb: a candidate whose peak memory exceeds this is measured but not chosen.
+            Peak memory is the GPU's peak allocation where there is a GPU, otherwise the process's
+            resident high-water mark (so on a CPU, try batch sizes in increasing order: they are).
 
     Returns:
         A :class:`TuneResult`: ``model`` is a fresh copy of the input with the fastest speedups
-        applied (or an unchanged copy when nothing beat the input), ``measurements`` the table.
+        applied (or an unchanged copy when nothing beat the input), ``batch_size`` the batch to
+        train it with, ``measurements`` the table.
+
+    Raises:
+        ValueError: an uncompiled model, an empty dataset, a non-positive count or batch size,
+            or speedups that cannot be combined.
+        TypeError: a dataset that is not a ``tf.data.Dataset``, or a model fastnlp cannot rebuild.
 
     Example:
         >>> import tensorflow as tf, numpy as np
@@ -141,34 +164,47 @@ def tune(
     flavour.check_rebuildable(model)
     flavour.require_compiled(model, "tune trains the model")
     check_positive_int(steps=steps, warmup_steps=warmup_steps)
-    candidates = list(default_candidates() if candidates is None else candidates)
-    for name, speedups in candidates:
+    for size in batch_sizes:
+        check_positive_int(batch_size=size)
+    if memory_budget_mb is not None and not memory_budget_mb > 0:
+        raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
+    candidates = [(name, list(speedups), None) for name, speedups in (default_candidates() if candidates is None else candidates)]
+    for name, speedups, _ in candidates:
         registry.plan(speedups)  # unknown or impossible combinations fail now, not after minutes of tuning
-    batch_size = _batch_size(dataset)
-    data = dataset.repeat()
-    measure = functools.partial(_measure, data=data, steps=steps, warmup_steps=warmup_steps, batch_size=batch_size)
+    input_batch = _batch_size(dataset)
+    candidates += [(f"batch_size={size}", [], size) for size in sorted(set(batch_sizes) - {input_batch})]
     deadline = time.perf_counter() + time_budget_s
 
-    baseline = measure("input", model, [])
+    def measure(name: str, speedups: list, size: int | None) -> Measurement:
+        size = size or input_batch
+        data = (dataset if size == input_batch else dataset.unbatch().batch(size, drop_remainder=True)).repeat()
+        measured = _measure(name, model, speedups, data=data, steps=steps, warmup_steps=warmup_steps, batch_size=size)
+        over = memory_budget_mb is not None and (measured.peak_memory_mb or 0) > memory_budget_mb
+        note = f"over the memory budget ({measured.peak_memory_mb:.0f} MB > {memory_budget_mb:.0f} MB)" if over else measured.note
+        return dataclasses.replace(measured, batch_size=size, within_budget=not over, note=note)
+
+    baseline = measure("input", [], None)
     measurements = [baseline]
-    for name, speedups in candidates:
+    for name, speedups, size in candidates:
         if time.perf_counter() > deadline:
-            measurements.append(Measurement(name, None, "skipped: time budget spent"))
+            measurements.append(Measurement(name, None, "skipped: time budget spent", size or input_batch))
             continue
-        measurements.append(measure(name, model, speedups))
+        measurements.append(measure(name, speedups, size))
     beats = functools.partial(_beats, baseline=baseline, min_gain=min_gain)
-    winners = [(name, speedups) for (name, speedups), m in zip(candidates, measurements[1:]) if beats(m)]
+    winners = [candidate for candidate, m in zip(candidates, measurements[1:]) if beats(m)]
     if combine and len(winners) > 1:
-        chosen = [spec for _, specs in winners for spec in specs]
-        name = " + ".join(name for name, _ in winners)
-        if _combinable(chosen) and time.perf_counter() <= deadline:
-            candidates.append((name, chosen))
-            measurements.append(measure(name, model, chosen))
-    best = max(measurements, key=lambda m: m.samples_per_s or 0.0)
+        chosen = [spec for _, specs, _ in winners for spec in specs]
+        sizes = [(m.samples_per_s, c[2]) for c, m in zip(candidates, measurements[1:]) if c in winners and c[2]]
+        size = max(sizes)[1] if sizes else None
+        name = " + ".join(name for name, _, own in winners if own is None or own == size)
+        if " + " in name and _combinable(chosen) and time.perf_counter() <= deadline:
+            candidates.append((name, chosen, size))
+            measurements.append(measure(name, chosen, size))
+    best = max((m for m in measurements if m.within_budget), key=lambda m: m.samples_per_s or 0.0)
     if best is baseline or not beats(best):
-        return TuneResult(flavour.rebuild(model), "input", tuple(measurements))
-    speedups = dict(candidates)[best.name]
-    return TuneResult(_apply(model, speedups), best.name, tuple(measurements))
+        return TuneResult(flavour.rebuild(model), "input", tuple(measurements), input_batch)
+    _, speedups, size = next(c for c in candidates if c[0] == best.name)
+    return TuneResult(_apply(model, speedups), best.name, tuple(measurements), size or input_batch)
 
 
 def _batch_size(dataset: Any) -> int:
@@ -185,7 +221,7 @@ def _batch_size(dataset: Any) -> int:
 
 
 def _beats(measurement: Measurement, baseline: Measurement, min_gain: float) -> bool:
-    if not (measurement.samples_per_s and baseline.samples_per_s):
+    if not (measurement.samples_per_s and baseline.samples_per_s and measurement.within_budget):
         return False
     return measurement.samples_per_s > baseline.samples_per_s * (1 + min_gain)
 
@@ -211,11 +247,30 @@ def _measure(name: str, model: Any, speedups: list, data: Any, steps: int, warmu
     try:
         candidate = _apply(model, speedups)
         clock = _step_clock(flavour.callback_base(flavour.detect(candidate)), batch_size)
+        _reset_peak_memory()
         candidate.fit(data, steps_per_epoch=warmup_steps + steps, epochs=1, callbacks=[clock], shuffle=False, verbose=0)
     except Exception as error:  # a candidate that cannot run here is a result, not a crash
-        return Measurement(name, None, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}")
+        return Measurement(name, None, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}", batch_size)
     rate = clock.samples_per_second(warmup_steps)
-    return Measurement(name, rate, "" if rate else "too few timed steps: raise steps")
+    return Measurement(name, rate, "" if rate else "too few timed steps: raise steps", batch_size, _peak_memory_mb())
+
+
+def _reset_peak_memory() -> None:
+    import tensorflow as tf
+
+    for device in tf.config.list_logical_devices("GPU")[:1]:
+        tf.config.experimental.reset_memory_stats(device.name)
+
+
+def _peak_memory_mb() -> float:
+    """The first GPU's peak allocation since :func:`_reset_peak_memory`, or this process's resident high-water mark."""
+    import resource
+
+    import tensorflow as tf
+
+    for device in tf.config.list_logical_devices("GPU")[:1]:
+        return tf.config.experimental.get_memory_info(device.name)["peak"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def _step_clock(base: type, batch_size: int) -> Any:

@@ -43,7 +43,8 @@ def rates(monkeypatch):
     table = {}
 
     def measure(name, model, speedups, **kwargs):
-        return Measurement(name, table[name])
+        rate, memory = table[name] if isinstance(table[name], tuple) else (table[name], 100.0)
+        return Measurement(name, rate, batch_size=kwargs["batch_size"], peak_memory_mb=memory)
 
     monkeypatch.setattr(tune_module, "_measure", measure)
     return table
@@ -111,6 +112,48 @@ def test_bad_input_raises_before_any_training(flavour):
 def test_the_default_candidates_fit_the_machine():
     names = [name for name, _ in tune_module.default_candidates()]
     assert names[-4:] == ["mixed_bfloat16", "xla", "steps_per_execution=4", "steps_per_execution=16"]
-    assert ("mixed_float16" in names) == bool(tf.config.list_physical_devices("GPU"))
+    assert ("mixed_float16" in names) == ("cudnn" in names) == bool(tf.config.list_physical_devices("GPU"))
     for _, speedups in tune_module.default_candidates():
         tune_module.registry.plan(speedups)  # every default is a valid, registered speedup
+
+
+def test_a_larger_batch_is_measured_and_chosen_with_the_winning_speedups(rates):
+    rates.update({"input": 100.0, "steps_per_execution=4": 150.0, "batch_size=16": 130.0, "batch_size=32": 160.0,
+                  "steps_per_execution=4 + batch_size=32": 210.0})
+
+    result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [SPE4], batch_sizes=[32, 16, 8])
+
+    assert [m.name for m in result.measurements] == [
+        "input", "steps_per_execution=4", "batch_size=16", "batch_size=32", "steps_per_execution=4 + batch_size=32"
+    ]  # the input's own batch size (8) is not measured twice; sizes in increasing order
+    assert [m.batch_size for m in result.measurements] == [8, 8, 16, 32, 32]
+    assert result.best == "steps_per_execution=4 + batch_size=32" and result.batch_size == 32
+    assert result.model.get_compile_config()["steps_per_execution"] == 4
+
+
+def test_a_batch_over_the_memory_budget_is_not_chosen(rates):
+    rates.update({"input": (100.0, 500.0), "batch_size=16": (140.0, 900.0), "batch_size=32": (180.0, 1500.0)})
+
+    result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [], batch_sizes=[16, 32], memory_budget_mb=1000)
+
+    assert result.best == "batch_size=16" and result.batch_size == 16
+    over = result.measurements[-1]
+    assert not over.within_budget and "over the memory budget (1500 MB > 1000 MB)" in over.note
+    assert "1500" in str(result)
+
+
+def test_batch_sizes_are_measured_for_real_with_their_peak_memory():
+    result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(batches=16), [], batch_sizes=[16], steps=4, warmup_steps=1)
+
+    measured = result.measurements[-1]
+    assert (measured.name, measured.batch_size) == ("batch_size=16", 16)
+    assert measured.samples_per_s > 0 and measured.peak_memory_mb > 0
+    assert result.batch_size in (8, 16)
+
+
+def test_bad_batch_settings_raise():
+    model = build_lstm(20, units=8, num_layers=1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        tune(model, char_lm_data(), [], batch_sizes=[0])
+    with pytest.raises(ValueError, match="memory_budget_mb must be positive"):
+        tune(model, char_lm_data(), [], memory_budget_mb=0)
