@@ -216,3 +216,13 @@ def test_masked_classifier_exports_as_a_loop_and_says_so():
     with pytest.warns(SpeedupWarning, match="did not become UNIDIRECTIONAL_SEQUENCE_LSTM"):
         lite = LiteRTModel(to_tflite(model, "dynamic"))
     np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=TOLERANCE["dynamic"])
+
+
+def test_an_int8_export_that_disagrees_with_the_model_is_flagged(monkeypatch):
+    import fastnlp.compress.export as export
+
+    model = build_lstm(VOCAB, units=8, num_layers=1, seq_len=SEQ)
+    x, _ = pattern_data(16)
+    monkeypatch.setattr(export, "_MIN_AGREEMENT", 1.01)  # no export can reach it: the check must speak
+    with pytest.warns(SpeedupWarning, match="int8 export agrees with the model on only"):
+        to_tflite(model, "int8", representative_data=x)
