@@ -60,6 +60,7 @@ class Measurement:
     batch_size: int | None = None  # samples per step it ran with
     peak_memory_mb: float | None = None  # the device's peak (GPU), or the process's high-water mark (CPU)
     within_budget: bool = True  # False: it needed more memory than tune's memory_budget_mb
+    fast_paths: str = ""  # what was actually in effect: dtype policy, XLA, steps per execution, cuDNN layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +75,17 @@ class TuneResult:
     def __str__(self) -> str:
         baseline = self.measurements[0].samples_per_s
         width = max(len(m.name) for m in self.measurements)
-        lines = [f"{'candidate':{width}}  samples/s  vs input  batch  peak MB  note"]
+        paths = max([len(m.fast_paths) for m in self.measurements] + [len("fast paths active")])
+        lines = [f"{'candidate':{width}}  samples/s  vs input  batch  peak MB  {'fast paths active':{paths}}  note"]
         for m in self.measurements:
             rate = "-" if m.samples_per_s is None else f"{m.samples_per_s:9.1f}"
             ratio = "-" if m.samples_per_s is None or not baseline else f"{m.samples_per_s / baseline:7.2f}x"
             memory = "-" if m.peak_memory_mb is None else f"{m.peak_memory_mb:.0f}"
             mark = " <- chosen" if m.name == self.best else ""
-            lines.append(f"{m.name:{width}}  {rate:>9}  {ratio:>8}  {m.batch_size or '-':>5}  {memory:>7}  {m.note}{mark}")
+            lines.append(
+                f"{m.name:{width}}  {rate:>9}  {ratio:>8}  {m.batch_size or '-':>5}  {memory:>7}  "
+                f"{m.fast_paths:{paths}}  {m.note}{mark}".rstrip()
+            )
         return "\n".join(lines)
 
 
@@ -145,7 +150,8 @@ def tune(
     Returns:
         A :class:`TuneResult`: ``model`` is a fresh copy of the input with the fastest speedups
         applied (or an unchanged copy when nothing beat the input), ``batch_size`` the batch to
-        train it with, ``measurements`` the table.
+        train it with, ``measurements`` the table, with the fast paths each candidate actually had
+        in effect (compute dtype, XLA, steps per execution, how many LSTM/GRU layers can take cuDNN).
 
     Raises:
         ValueError: an uncompiled model, an empty dataset, a non-positive count or batch size,
@@ -157,9 +163,9 @@ def tune(
         >>> from fastnlp import build_lstm
         >>> model = build_lstm(20, units=8, num_layers=1)
         >>> data = tf.data.Dataset.from_tensor_slices((np.ones((64, 10), "int32"), np.ones((64, 10), "int32"))).batch(8)
-        >>> result = tune(model, data, [("steps_per_execution=4", ["set_steps_per_execution"])], steps=8, warmup_steps=2)
+        >>> result = tune(model, data, [("steps_per_execution=8", ["set_steps_per_execution"])], steps=8, warmup_steps=2)
         >>> [m.name for m in result.measurements][:2]
-        ['input', 'steps_per_execution=4']
+        ['input', 'steps_per_execution=8']
     """
     flavour.check_rebuildable(model)
     flavour.require_compiled(model, "tune trains the model")
@@ -252,7 +258,27 @@ def _measure(name: str, model: Any, speedups: list, data: Any, steps: int, warmu
     except Exception as error:  # a candidate that cannot run here is a result, not a crash
         return Measurement(name, None, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}", batch_size)
     rate = clock.samples_per_second(warmup_steps)
-    return Measurement(name, rate, "" if rate else "too few timed steps: raise steps", batch_size, _peak_memory_mb())
+    note = "" if rate else "too few timed steps: raise steps"
+    return Measurement(name, rate, note, batch_size, _peak_memory_mb(), fast_paths=_fast_paths(candidate))
+
+
+def _fast_paths(model: Any) -> str:
+    """What is in effect in ``model``: its compute dtype, XLA, steps per execution, cuDNN-eligible layers."""
+    from fastnlp.gpu import cudnn_report
+
+    policies = {layer.dtype_policy.name for layer in model.layers if type(layer).__name__ != "InputLayer"}
+    paths = [policy for policy in sorted(policies) if policy != "float32"] or ["float32"]
+    config = model.get_compile_config() or {}
+    if config.get("jit_compile") is True:
+        paths.append("XLA")
+    if (config.get("steps_per_execution") or 1) > 1:
+        paths.append(f"{config['steps_per_execution']} steps/execution")
+    report = cudnn_report(model)
+    if report and hardware.has_gpu():
+        paths.append(f"cuDNN {sum(status.eligible for status in report)}/{len(report)} recurrent layers")
+    elif report:
+        paths.append("generic recurrent kernel (no GPU)")
+    return ", ".join(paths)
 
 
 def _reset_peak_memory() -> None:

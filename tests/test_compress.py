@@ -226,3 +226,20 @@ def test_an_int8_export_that_disagrees_with_the_model_is_flagged(monkeypatch):
     monkeypatch.setattr(export, "_MIN_AGREEMENT", 1.01)  # no export can reach it: the check must speak
     with pytest.warns(SpeedupWarning, match="int8 export agrees with the model on only"):
         to_tflite(model, "int8", representative_data=x)
+
+
+def test_quantize_trains_a_gru_model_and_exports_it():
+    inputs = tf_keras.Input((SEQ,), dtype="int32")
+    h = tf_keras.layers.Embedding(VOCAB, 8)(inputs)
+    h = tf_keras.layers.GRU(8, return_sequences=True, name="gru")(h)
+    outputs = tf_keras.layers.Dense(VOCAB, activation="softmax")(tf_keras.layers.Dropout(0.1)(h))
+    model = tf_keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = pattern_data(32)
+
+    qat = quantize(model)
+    history = qat.fit(x, y, epochs=1, batch_size=16, verbose=0)
+
+    assert type(qat.get_layer("quant_gru")).__name__ == "QuantizeWrapperV2"
+    assert np.isfinite(history.history["loss"]).all()
+    assert LiteRTModel(to_tflite(qat, "dynamic")).predict(x[:3]).shape == (3, SEQ, VOCAB)

@@ -35,6 +35,10 @@ def test_tune_measures_real_training_and_leaves_the_input_untouched(flavour):
         np.testing.assert_array_equal(a, b)
     assert result.model is not model
     assert "samples/s" in str(result) and "<- chosen" in str(result)
+    kernel = "cuDNN 1/1 recurrent layers" if tf.config.list_physical_devices("GPU") else "generic recurrent kernel (no GPU)"
+    assert [m.fast_paths for m in result.measurements] == [
+        f"float32, {kernel}", f"float32, 4 steps/execution, {kernel}"
+    ]  # what was in effect, read from the trained candidates
 
 
 @pytest.fixture
