@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the corpus argument and the model-size arguments."""
+"""What the benchmark scripts share: the corpus argument, the model-size arguments, and corpus readers."""
 
 from __future__ import annotations
 
@@ -26,3 +26,10 @@ def read_corpus(path: str) -> str | None:
         return None
     with open(path, encoding="utf-8") as corpus:
         return corpus.read()
+
+
+def read_sst2(split: str) -> tuple[list[str], list[int]]:
+    """SST-2's ``split`` ("train", "dev", "test") under ../shared/data: sentences and 0/1 labels."""
+    with open(os.path.join(SHARED_DATA, "sst2", f"{split}.tsv"), encoding="utf-8") as tsv:
+        rows = [line.rstrip("\n").rsplit("\t", 1) for line in tsv if line.strip()]
+    return [text for text, _ in rows], [int(label) for _, label in rows]

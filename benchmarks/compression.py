@@ -20,7 +20,6 @@ steps and its int8 export runs in LiteRT, checked against Keras.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -33,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from common import SHARED_DATA, read_corpus
+from common import SHARED_DATA, char_lm_parser, read_corpus, read_sst2
 
 from fastnlp import LiteRTModel, build_lstm, prune, quantize, strip_pruning, to_tflite, weight_sparsity
 from fastnlp import flavour as flavours
@@ -103,11 +102,6 @@ def sst2_task(args) -> Task | None:
         print(f"{folder} not found: skipping SST-2", file=sys.stderr)
         return None
 
-    def read(split):
-        with open(os.path.join(folder, f"{split}.tsv"), encoding="utf-8") as tsv:
-            rows = [line.rstrip("\n").rsplit("\t", 1) for line in tsv if line.strip()]
-        return [text for text, _ in rows], np.array([int(label) for _, label in rows], "int32")
-
     def left_padded(texts, labels, vocabulary):
         ids, _ = next(iter(text_classification_dataset(
             texts, labels, batch_size=len(texts), vocabulary=vocabulary, shuffle=False, bucket_boundaries=[])))
@@ -116,8 +110,9 @@ def sst2_task(args) -> Task | None:
         lengths = (ids != 0).sum(1)
         return np.stack([np.roll(row, args.sst2_length - n) for row, n in zip(ids, lengths)]).astype("int32")
 
-    texts, labels = read("train")
-    dev_texts, dev_labels = read("dev")
+    texts, labels = read_sst2("train")
+    dev_texts, dev_labels = read_sst2("dev")
+    labels, dev_labels = np.array(labels, "int32"), np.array(dev_labels, "int32")
     vocabulary = text_classification_dataset(texts, labels, batch_size=32).vocabulary
     x, x_val = left_padded(texts, labels, vocabulary), left_padded(dev_texts, dev_labels, vocabulary)
     # no mask_zero: with left padding the last state has read every word, and the LSTMs export fused
@@ -227,10 +222,7 @@ def blog_model_qat(vocabulary_size: int, args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default=os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt"))
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=3)
+    parser = char_lm_parser(__doc__)
     parser.add_argument("--seq-len", type=int, default=100)
     parser.add_argument("--train-steps", type=int, default=300, help="float32 training steps of the char LM")
     parser.add_argument("--finetune-steps", type=int, default=150)

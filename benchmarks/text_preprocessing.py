@@ -26,12 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from common import SHARED_DATA, read_sst2
+
 from fastnlp import build_lstm, clean_text, load_stopwords, text_classification_dataset
 from fastnlp.baseline import blog_clean_text
 from fastnlp.demo import machine_summary
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "..", "..", "shared", "data")
 
 
 def best_seconds(function, repeats: int) -> float:
@@ -62,12 +61,6 @@ def cleaning(name: str, documents: list[str], stopwords: frozenset[str], repeats
     print(f"{name}: {len(documents)} documents, {megabytes:.2f} MB, identical output; MB/s "
           + ", ".join(f"{label} {row[f'{label}_mb_per_s']:.1f}" for label in candidates), flush=True)
     return row
-
-
-def read_sst2(split: str) -> tuple[list[str], list[int]]:
-    with open(os.path.join(DATA, "sst2", f"{split}.tsv"), encoding="utf-8") as tsv:
-        rows = [line.rstrip("\n").rsplit("\t", 1) for line in tsv if line.strip()]
-    return [text for text, _ in rows], [int(label) for _, label in rows]
 
 
 def padded_to_longest(texts: list[str], labels: list[int], vocabulary: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +140,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="bench-output/text_preprocessing.json")
     args = parser.parse_args()
-    if not os.path.isdir(os.path.join(DATA, "sst2")):
-        print(f"{DATA} has no sst2/ and tinyshakespeare/ (they exist only in the fastnlp workplace)", file=sys.stderr)
+    if not os.path.isdir(os.path.join(SHARED_DATA, "sst2")):
+        print(f"{SHARED_DATA} has no sst2/ and tinyshakespeare/ (they exist only in the fastnlp workplace)", file=sys.stderr)
         return 2
     if args.stopwords:
         with open(args.stopwords, encoding="utf-8") as lines:
@@ -156,7 +149,7 @@ def main() -> int:
     else:
         stopwords = load_stopwords("english")
 
-    with open(os.path.join(DATA, "tinyshakespeare", "input.txt"), encoding="utf-8") as corpus:
+    with open(os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt"), encoding="utf-8") as corpus:
         shakespeare = corpus.read()
     sentences, _ = read_sst2("train")
     results = {
