@@ -44,7 +44,7 @@ __all__ = [
 def keras_module(flavour: Flavour) -> ModuleType:
     """Return the ``keras`` or ``tf_keras`` module for ``flavour``.
 
-    Example:
+    Examples:
         >>> keras_module("tf_keras").__name__
         'tf_keras'
     """
@@ -59,7 +59,7 @@ def detect(model: Any) -> Flavour:
     Raises:
         TypeError: ``model`` is not a Keras model of either flavour.
 
-    Example:
+    Examples:
         >>> import keras
         >>> detect(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]))
         'keras'
@@ -79,7 +79,7 @@ def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_ob
 
     tf_keras models pruned or quantized by :mod:`fastnlp.compress` load without custom objects.
 
-    Example:
+    Examples:
         >>> import keras, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
         >>> keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(path)
@@ -125,7 +125,8 @@ def rebuild(
     model: Any, edit: ConfigEdit | None = None, *, loss_scale: bool | None = None, compile_options: dict | None = None
 ):
     """Return a new model of the same flavour: layers re-created from (edited) configs, weights copied,
-    recompiled as ``model`` was with a fresh optimizer of the same config.
+    recompiled as ``model`` was with a fresh optimizer of the same config, under ``model``'s
+    ``tf.distribute`` strategy if it has one.
 
     Args:
         model: a Sequential or functional model, Keras 3 or tf_keras.
@@ -139,17 +140,34 @@ def rebuild(
     Raises:
         TypeError: not a Keras model, or a subclassed model, whose layers cannot be re-created.
 
-    Example:
+    Examples:
         >>> import keras
         >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
         >>> copy = rebuild(m)
         >>> copy is m, bool((copy.get_weights()[0] == m.get_weights()[0]).all())
         (False, True)
     """
-    clone = _clone(model, edit, keras_module(detect(model)))
-    if model.weights:
-        clone.set_weights(model.get_weights())
-    return compile_like(clone, model, loss_scale=loss_scale, compile_options=compile_options)
+    with _strategy_scope(model):  # a distributed model's copy is distributed the same way
+        clone = _clone(model, edit, keras_module(detect(model)))
+        if model.weights:
+            clone.set_weights(model.get_weights())
+        result = compile_like(clone, model, loss_scale=loss_scale, compile_options=compile_options)
+    parallel = sys.modules.get("fastnlp.parallel")  # imported if, and only if, a model may have been distributed
+    if parallel is not None:
+        parallel.carry_over(model, result)
+    return result
+
+
+def _strategy_scope(model: Any) -> Any:
+    """The scope of ``model``'s own ``tf.distribute`` strategy, or no scope where it has none or one is active."""
+    import contextlib
+
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    if tf.distribute.has_strategy() or strategy is tf.distribute.get_strategy():
+        return contextlib.nullcontext()
+    return strategy.scope()
 
 
 def compile_like(target: Any, model: Any, *, loss_scale: bool | None = None, compile_options: dict | None = None):
@@ -233,7 +251,7 @@ def convert(model: Any, to: Flavour):
     float precision. Models whose layers form one chain (Sequential, and functional models like
     ``build_lstm``'s) convert; a graph with branches raises ``TypeError``.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
         >>> k2 = convert(k3, "tf_keras")

@@ -7,9 +7,10 @@ and bad input with no new test. Text transforms (str, lists, ``tf.data`` dataset
 input is untouched, every kind of input gives the same kind back, both engines agree, and bad input
 raises a clear error.
 The order in which :func:`plan` applies transforms lives here, once: layer settings (such as what
-makes an LSTM cuDNN-eligible) come first, a dtype policy must be fixed before variables are created
-under a strategy, wrappers (pruning, quantization) go around built
-layers, and compile options come last because every rebuild recompiles.
+makes an LSTM cuDNN-eligible) come first; a dtype policy must be fixed before wrappers and before
+variables are created under a strategy; wrappers (pruning, quantization) go around built layers and
+re-create the model in tf_keras, so the strategy comes after them; and compile options come last
+because every rebuild recompiles (a rebuild keeps the input's strategy).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ __all__ = [
 ]
 
 #: Stages in the order they must be applied (see the module docstring for why).
-STAGES: tuple[str, ...] = ("layer_config", "dtype_policy", "strategy", "wrappers", "compile_options")
+STAGES: tuple[str, ...] = ("layer_config", "dtype_policy", "wrappers", "strategy", "compile_options")
 
 #: Modules whose import registers transforms.
 _TRANSFORM_MODULES: tuple[str, ...] = (
-    "fastnlp.precision", "fastnlp.gpu", "fastnlp.tuning", "fastnlp.compress.pruning", "fastnlp.compress.quantization",
+    "fastnlp.precision", "fastnlp.gpu", "fastnlp.parallel", "fastnlp.tuning", "fastnlp.compress.pruning", "fastnlp.compress.quantization",
 )
 _TEXT_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.preprocess.text",)
 
@@ -111,7 +112,7 @@ def register(
 def transforms() -> tuple[Transform, ...]:
     """Every registered transform, in application order.
 
-    Example:
+    Examples:
         >>> [t.name for t in transforms()][:2]
         ['enable_cudnn', 'enable_mixed_precision']
     """
@@ -146,7 +147,7 @@ def plan(speedups: Iterable[Any]) -> list[tuple[Transform, dict]]:
     Raises:
         ValueError: an unknown name, the same speedup twice, or two speedups that cannot be combined.
 
-    Example:
+    Examples:
         >>> [t.name for t, kwargs in plan(["enable_mixed_precision"])]
         ['enable_mixed_precision']
     """
@@ -192,7 +193,7 @@ def register_text_transform(
 def text_transforms() -> tuple[TextTransform, ...]:
     """Every registered text transform, by name.
 
-    Example:
+    Examples:
         >>> [t.name for t in text_transforms()]
         ['clean_text', 'normalize_text', 'remove_stopwords', 'tokenize']
     """

@@ -5,6 +5,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
+
+# Two logical CPU devices, so MirroredStrategy runs two replicas without a GPU (settable only before
+# TensorFlow's runtime starts, hence here). Ops not placed by a strategy still run on CPU:0.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 FLAVOURS = ("keras", "tf_keras")
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -102,10 +102,10 @@ def extra_transforms(monkeypatch):
 
 
 def test_speedups_are_applied_in_stage_order_whatever_the_listing(extra_transforms):
-    order = [t.name for t, _ in registry.plan(["fake_wrapper", "fake_strategy", "enable_mixed_precision"])]
-    assert order == ["enable_mixed_precision", "fake_strategy", "fake_wrapper"]
-    build_lstm(10, units=4, num_layers=1, speedups=["fake_wrapper", "fake_strategy"])
-    assert extra_transforms == ["fake_strategy", "fake_wrapper"]
+    order = [t.name for t, _ in registry.plan(["fake_strategy", "fake_wrapper", "enable_mixed_precision"])]
+    assert order == ["enable_mixed_precision", "fake_wrapper", "fake_strategy"]
+    build_lstm(10, units=4, num_layers=1, speedups=["fake_strategy", "fake_wrapper"])
+    assert extra_transforms == ["fake_wrapper", "fake_strategy"]
 
 
 def test_an_impossible_combination_is_refused_before_building(extra_transforms):

@@ -15,6 +15,13 @@ __all__ = ["check_float32", "check_layers", "tf_keras_copy"]
 def tf_keras_copy(model: Any, transform: str) -> Any:
     """A tf_keras copy of ``model`` with the same weights (a Keras 3 model is converted, with a
     :class:`FlavourWarning` that ``transform`` returns tf_keras); ``model`` is untouched."""
+    import tensorflow as tf
+
+    if model.distribute_strategy is not tf.distribute.get_strategy():
+        raise ValueError(
+            f"{transform} re-creates the model in tf_keras, outside its tf.distribute strategy: apply {transform} "
+            f"first and fastnlp.distribute after it (build_lstm and registry.plan use that order)"
+        )
     if flavours.detect(model) == "tf_keras":
         return flavours.rebuild(model)
     warnings.warn(
