@@ -23,7 +23,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -37,6 +36,7 @@ from common import SHARED_DATA, char_lm_parser, read_corpus, read_sst2
 from fastnlp import LiteRTModel, build_lstm, prune, quantize, strip_pruning, to_tflite, weight_sparsity
 from fastnlp import flavour as flavours
 from fastnlp.demo import machine_summary
+from fastnlp.measure import median_ms
 from fastnlp.preprocess import CharVocabulary, text_classification_dataset
 
 EXPORTS = (None, "dynamic", "float16", "int8")
@@ -44,16 +44,6 @@ EXPORTS = (None, "dynamic", "float16", "int8")
 
 def label(quantization: str | None) -> str:
     return quantization or "float32"
-
-
-def median_ms(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def timed_fit(model, x, y, steps: int, batch_size: int) -> float:
@@ -134,16 +124,16 @@ def export_study(task: Task, args) -> dict:
 
     compiled = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
     rows = {"keras_float32": {**keras_scores,
-                              "predict_ms": median_ms(lambda: model.predict(sample, verbose=0), args.repeats),
-                              "call_ms": median_ms(lambda: model(sample, training=False), args.repeats),
-                              "tf_function_call_ms": median_ms(lambda: compiled(sample), args.repeats)}}
+                              "predict_ms": median_ms(lambda: model.predict(sample, verbose=0), args.repeats, warmup=1),
+                              "call_ms": median_ms(lambda: model(sample, training=False), args.repeats, warmup=1),
+                              "tf_function_call_ms": median_ms(lambda: compiled(sample), args.repeats, warmup=1)}}
     for quantization in EXPORTS:
         content = to_tflite(model, quantization, representative_data=task.x[: args.calibration], batch_size=1)
         lite = LiteRTModel(content)
         rows[label(quantization)] = {
             "bytes": len(content), "gzip_bytes": len(gzip.compress(content)), "ops": list(lite.ops),
             **task.score(lite.predict(task.x_val)),
-            "latency_ms": median_ms(lambda: lite.predict(sample), args.repeats),
+            "latency_ms": median_ms(lambda: lite.predict(sample), args.repeats, warmup=1),
         }
     fastest_keras = min(rows["keras_float32"][key] for key in ("predict_ms", "call_ms", "tf_function_call_ms"))
     for quantization in EXPORTS:

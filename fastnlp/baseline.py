@@ -30,7 +30,7 @@ __all__ = ["blog_clean_text", "blog_normalize_text", "blog_windows", "build_blog
 def blog_clean_text(text: str, stop_words: Container[str]) -> str:
     """The blog's ``clean_text`` (given a set of stopwords, as NLTK's ``stopwords.words(...)`` in a set).
 
-    Example:
+    Examples:
         >>> blog_clean_text("The 2 Cats' toys, $5!", {"the"})
         'cats toys'
     """
@@ -43,7 +43,7 @@ def blog_clean_text(text: str, stop_words: Container[str]) -> str:
 def blog_normalize_text(text: str) -> str:
     """The blog's ``normalize_text``.
 
-    Example:
+    Examples:
         >>> blog_normalize_text("  Room 101\\n is  HERE ")
         'room 000 is here'
     """
@@ -55,7 +55,7 @@ def blog_normalize_text(text: str) -> str:
 def blog_windows(ids: np.ndarray, vocab_size: int, seq_len: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """The blog's training arrays: ``X`` (N, seq_len, 1) float ids / vocab_size, ``y`` (N, vocab_size) one-hot.
 
-    Example:
+    Examples:
         >>> x, y = blog_windows(np.array([0, 1, 2, 3, 1]), vocab_size=4, seq_len=3)
         >>> x[:, :, 0].tolist(), y.argmax(axis=1).tolist()
         ([[0.0, 0.25, 0.5], [0.25, 0.5, 0.75]], [3, 1])
@@ -75,7 +75,7 @@ def build_blog_model(
 ) -> Any:
     """The blog's model, compiled with categorical cross-entropy and Adam.
 
-    Example:
+    Examples:
         >>> build_blog_model(vocab_size=40, units=8).output_shape
         (None, 40)
     """

@@ -23,7 +23,7 @@ __all__ = ["best_checkpoint", "load_checkpoint", "save_atomically"]
 def save_atomically(model: Any, path: str | os.PathLike) -> None:
     """Save ``model`` to the ``.keras`` file ``path`` so that ``path`` is always either the old or the new model.
 
-    Example:
+    Examples:
         >>> import keras, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "best.keras")
         >>> save_atomically(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), path)
@@ -52,7 +52,20 @@ def save_atomically(model: Any, path: str | os.PathLike) -> None:
 def load_checkpoint(path: str | os.PathLike, *, custom_objects: dict | None = None, safe_mode: bool = True) -> Any:
     """Load a ``.keras`` file with the Keras flavour that saved it, in ``safe_mode`` by default.
 
-    Example:
+    Args:
+        path: a ``.keras`` file saved by either flavour (e.g. by :func:`best_checkpoint`).
+        custom_objects: your own layers or functions the file refers to.
+        safe_mode: refuse to run code stored in the file (``Lambda`` layers); turn it off only
+            for files you trust.
+
+    Returns:
+        The model, in the flavour that saved it (tf_keras files also load fastnlp's pruned models).
+
+    Raises:
+        ValueError: ``path`` does not end in ``.keras``, or (in safe mode) the file would run stored code.
+        FileNotFoundError: no such file.
+
+    Examples:
         >>> import tf_keras, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
         >>> tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(1)]).save(path)
@@ -77,10 +90,13 @@ def best_checkpoint(model: Any, path: str | os.PathLike, monitor: str = "val_los
         monitor: the logged quantity to watch, e.g. ``"val_loss"`` or ``"loss"``.
         mode: ``"min"`` or ``"max"``: which direction is better.
 
+    Returns:
+        A callback of ``model``'s flavour, for ``model.fit(..., callbacks=[...])``.
+
     Raises:
         ValueError: ``path`` does not end in ``.keras``, or an unknown ``mode``.
 
-    Example:
+    Examples:
         >>> import numpy as np, tempfile, os
         >>> from fastnlp import build_lstm
         >>> model = build_lstm(12, units=4, num_layers=1)

@@ -1,4 +1,4 @@
-"""Command line: ``fastnlp demo`` (also ``python -m fastnlp demo``)."""
+"""Command line: ``fastnlp demo``, ``fastnlp bench`` and ``fastnlp launch`` (also ``python -m fastnlp ...``)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,44 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--window", type=int, help="characters per training window of the fastnlp recipe (default 10)")
     demo.add_argument("--max-chars", type=int, help="use only the first N characters of the corpus")
     demo.add_argument("--out", default="fastnlp-demo", help="output folder (default: %(default)s)")
+    bench = commands.add_parser(
+        "bench",
+        help="measure the baseline, each speedup alone and the whole stack; write JSON, a PNG and the docs table",
+        description="Train the same build_lstm model as the baseline, with each speedup alone and with all of them, "
+        "each in a fresh process for the same time budget, plus an int8 export; print one table and write "
+        "bench.json and bench.png. --docs regenerates that page's bench section from the JSON.",
+    )
+    bench.add_argument("--corpus", metavar="FILE", help="UTF-8 text (char_lm) or text<TAB>label lines (classify); default: Python's bundled docs")
+    bench.add_argument("--task", choices=("char_lm", "classify"), default="char_lm")
+    bench.add_argument("--quick", action="store_true", help="a tiny model and a few seconds per configuration")
+    bench.add_argument("--budget", type=float, metavar="SECONDS", help="training seconds per configuration")
+    bench.add_argument("--units", type=int)
+    bench.add_argument("--layers", type=int)
+    bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (and the baseline)")
+    bench.add_argument("--out", default="fastnlp-bench", help="output folder (default: %(default)s)")
+    bench.add_argument("--docs", metavar="PAGE", help="regenerate the bench section of this Markdown page")
+    bench.add_argument("--from-json", metavar="FILE", help="measure nothing: redraw the table, chart and page from this record")
+    launch = commands.add_parser(
+        "launch",
+        help="run a training script as N workers on this machine (TF_CONFIG set for each)",
+        description="Run COMMAND as N multi-worker workers on 127.0.0.1, each with its TF_CONFIG; when one fails, "
+        "stop the others and start them all again (--restarts times).",
+    )
+    launch.add_argument("--workers", type=int, default=2, help="number of workers (default: %(default)s)")
+    launch.add_argument("--restarts", type=int, default=0, help="start all workers again this many times after a failure")
+    launch.add_argument("--timeout", type=float, metavar="SECONDS", help="stop everything after this long")
+    launch.add_argument("--log-dir", help="write worker i's output to LOG_DIR/worker-i.log")
+    launch.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="e.g. -- python train.py")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "launch":
+        return _launch(args)
+    if args.command == "bench":
+        return _bench(args)
     from fastnlp import demo
 
     settings = demo.QUICK if args.quick else demo.DemoSettings()
@@ -46,6 +78,59 @@ def main(argv: list[str] | None = None) -> int:
         text, corpus = demo.default_corpus()
     print(f"corpus: {corpus}, {len(text)} characters")
     demo.run_demo(text, corpus, settings, args.out)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from fastnlp import bench
+
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as file:
+            record = json.load(file)
+    else:
+        settings = bench.QUICK if args.quick else bench.BenchSettings()
+        changes = {"task": args.task, "budget_s": args.budget, "units": args.units, "num_layers": args.layers}
+        settings = dataclasses.replace(settings, **{key: value for key, value in changes.items() if value is not None})
+        corpus = args.corpus
+        if corpus is None:
+            if args.task == "classify":
+                print("fastnlp bench: --task classify needs --corpus FILE (text<TAB>label lines)", file=sys.stderr)
+                return 2
+            from fastnlp.demo import default_corpus
+
+            corpus = os.path.join(args.out, "corpus.txt")
+            os.makedirs(args.out, exist_ok=True)
+            with open(corpus, "w", encoding="utf-8") as file:
+                file.write(default_corpus()[0])
+        record = bench.run_bench(corpus, settings, only=args.only)
+    os.makedirs(args.out, exist_ok=True)
+    if not args.from_json:
+        with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as file:
+            json.dump(record, file, indent=1)
+    bench.plot_results(record, os.path.join(args.out, "bench.png"))
+    print(bench.format_table(record))
+    print(f"wrote {args.out}/bench.json and {args.out}/bench.png")
+    if args.docs:
+        bench.update_docs(record, args.docs)
+        print(f"regenerated the bench section of {args.docs}")
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from fastnlp.launch import WorkerFailure, launch_local_workers
+
+    command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else args.worker_command
+    if not command:
+        print("fastnlp launch: give the worker command after --, e.g. fastnlp launch --workers 2 -- python train.py", file=sys.stderr)
+        return 2
+    try:
+        attempts = launch_local_workers(command, args.workers, restarts=args.restarts, timeout_s=args.timeout, log_dir=args.log_dir)
+    except (WorkerFailure, TimeoutError) as error:
+        print(f"fastnlp launch: {error}", file=sys.stderr)
+        return 1
+    print(f"fastnlp launch: {args.workers} workers finished after {attempts} attempt(s)", file=sys.stderr)
     return 0
 
 

@@ -52,7 +52,7 @@ def configure_gpu(
             device index.
         RuntimeError: TensorFlow has already initialised the GPUs (call it first thing).
 
-    Example:
+    Examples:
         >>> configure_gpu(memory_fraction=1.5)
         Traceback (most recent call last):
         ...
@@ -134,7 +134,17 @@ def cudnn_report(model: Any) -> list[CudnnStatus]:
     (a visible GPU). A layer that receives a mask also needs it strictly right-padded, which only
     the data can tell: the report says so.
 
-    Example:
+    Args:
+        model: a Keras 3 or tf_keras model.
+
+    Returns:
+        One :class:`CudnnStatus` per LSTM/GRU layer (nested models included): ``layer``,
+        ``eligible`` and the ``reasons`` it is not.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model.
+
+    Examples:
         >>> from fastnlp import build_lstm
         >>> model = build_lstm(50, units=8, num_layers=1)
         >>> print(cudnn_report(model)[0])  # doctest: +ELLIPSIS
@@ -211,10 +221,18 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Any:
     and the reason, or left as it is with ``skip_blocked=True`` (and a warning). cuDNN runs only on
     NVIDIA GPUs: without one it warns that the copy will run the same kernel as before.
 
+    Args:
+        model: a Sequential or functional model, Keras 3 or tf_keras.
+        skip_blocked: leave the layers that cannot be made eligible as they are (with a warning)
+            instead of refusing.
+
+    Returns:
+        A new model of the same flavour, compiled as ``model`` was.
+
     Raises:
         ValueError: a recurrent layer cannot be made eligible without changing its math.
 
-    Example:
+    Examples:
         >>> import keras, warnings
         >>> model = keras.Sequential([keras.Input((20, 4)), keras.layers.LSTM(8, unroll=True, name="lstm")])
         >>> with warnings.catch_warnings():
@@ -266,11 +284,17 @@ def use_xla(model: Any) -> Any:
     machine without a GPU; and a cuDNN LSTM cannot be XLA-compiled, so on a GPU it warns that the
     recurrent layers it names fall back to the generic kernel. Measure before you keep it.
 
+    Args:
+        model: a compiled Sequential or functional model, Keras 3 or tf_keras.
+
+    Returns:
+        A new model of the same flavour, compiled as ``model`` was plus ``jit_compile=True``.
+
     Raises:
         ValueError: ``model`` is not compiled (``jit_compile`` is a compile option).
         TypeError: ``model`` is not a Sequential or functional Keras model.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from fastnlp import build_lstm
         >>> with warnings.catch_warnings():

@@ -15,13 +15,13 @@ from typing import Any
 
 from fastnlp import flavour as flavours
 
-__all__ = ["PeakMemory", "TrainingRun", "lstm_training_flops", "matmul_flops", "timed_training_callback"]
+__all__ = ["PeakMemory", "TrainingRun", "lstm_training_flops", "matmul_flops", "median_ms", "timed_training_callback"]
 
 
 class PeakMemory:
     """Context manager that samples this process's resident memory and keeps the peak.
 
-    Example:
+    Examples:
         >>> with PeakMemory() as memory:
         ...     block = bytearray(50_000_000)
         >>> memory.peak_increase_mb >= 40
@@ -136,6 +136,23 @@ def timed_training_callback(
     return TimedTraining()
 
 
+def median_ms(call: Callable[[], Any], repeats: int = 30, warmup: int = 3) -> float:
+    """Median milliseconds of ``call()`` over ``repeats`` calls, after ``warmup`` untimed ones.
+
+    Examples:
+        >>> 0 <= median_ms(lambda: sum(range(100)), repeats=5) < 100
+        True
+    """
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def matmul_flops(n: int = 2048, dtype: str = "float32", repeats: int = 10) -> float:
     """FLOP/s of an ``n`` x ``n`` matrix product on this machine (median of ``repeats`` after warm-up)."""
     import tensorflow as tf
@@ -160,7 +177,7 @@ def lstm_training_flops(
     Each LSTM step multiplies ``[x, h]`` by a ``(input + units) x 4 units`` matrix; the output layer
     multiplies ``units x vocab_size`` once per prediction.
 
-    Example:
+    Examples:
         >>> lstm_training_flops(seq_len=1, input_dim=1, units=1, num_layers=1, vocab_size=1, predictions_per_sample=1)
         54.0
     """

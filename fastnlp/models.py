@@ -56,7 +56,7 @@ def build_lstm(
         ValueError: an argument out of range, an unknown task or flavour, or speedups that cannot
             be combined.
 
-    Example:
+    Examples:
         >>> import functools
         >>> from fastnlp import enable_mixed_precision
         >>> model = build_lstm(65, units=32, num_layers=2, seq_len=100,

@@ -38,7 +38,14 @@ def record_applied(model: Any, entry: str, source: Any = None) -> None:
 def applied_speedups(model: Any) -> tuple[str, ...]:
     """What fastnlp applied to make ``model``, in order (empty for a model it did not make).
 
-    Example:
+    Args:
+        model: any model.
+
+    Returns:
+        One entry per speedup, e.g. ``'set_steps_per_execution(steps=8)'``; an entry ending in
+        ``': no effect'`` names a speedup that could not take effect and returned an unchanged copy.
+
+    Examples:
         >>> from fastnlp import build_lstm
         >>> applied_speedups(build_lstm(10, units=4, num_layers=1, speedups=["enable_mixed_precision"]))[0][:24]
         'enable_mixed_precision(p'

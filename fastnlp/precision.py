@@ -41,7 +41,7 @@ def enable_mixed_precision(model: Any, policy: str = "auto") -> Any:
         ValueError: ``policy`` is not one of ``"auto"``, ``"mixed_float16"``, ``"mixed_bfloat16"``.
         TypeError: ``model`` is not a Sequential or functional Keras model.
 
-    Example:
+    Examples:
         >>> from fastnlp import build_lstm
         >>> model = build_lstm(vocab_size=60, units=32, num_layers=1)
         >>> fast = enable_mixed_precision(model, "mixed_bfloat16")
@@ -90,7 +90,7 @@ def auto_policy(
 ) -> tuple[str | None, str]:
     """What ``policy="auto"`` picks for this hardware, and why not when it picks nothing.
 
-    Example:
+    Examples:
         >>> auto_policy([(9, 0)], False, set())
         ('mixed_float16', '')
         >>> auto_policy([], False, {"avx512_bf16"})[0] is None

@@ -37,7 +37,18 @@ def set_steps_per_execution(model: Any, steps: int = 8) -> Any:
     Fewer round trips between Python and the compiled graph: it helps most when steps are short
     (small models, small batches). Batch-level callbacks then run once every ``steps`` batches.
 
-    Example:
+    Args:
+        model: a compiled Sequential or functional model, Keras 3 or tf_keras.
+        steps: training steps per call, at least 1.
+
+    Returns:
+        A new model of the same flavour, compiled as ``model`` was with ``steps_per_execution=steps``.
+
+    Raises:
+        ValueError: ``steps`` is not a positive integer, or ``model`` is not compiled.
+        TypeError: ``model`` is not a Sequential or functional Keras model.
+
+    Examples:
         >>> from fastnlp import build_lstm
         >>> set_steps_per_execution(build_lstm(30, units=8, num_layers=1), steps=4).get_compile_config()["steps_per_execution"]
         4
@@ -135,6 +146,7 @@ def tune(
             :func:`default_candidates`.
         steps: timed training steps per candidate, after ``warmup_steps`` untimed ones (tracing and
             compilation happen there).
+        warmup_steps: untimed training steps per candidate before the timed ones.
         time_budget_s: stop trying candidates after this many seconds (those left are reported as
             not measured).
         combine: also try the combination of every candidate that beat the input.
@@ -158,7 +170,7 @@ def tune(
             or speedups that cannot be combined.
         TypeError: a dataset that is not a ``tf.data.Dataset``, or a model fastnlp cannot rebuild.
 
-    Example:
+    Examples:
         >>> import tensorflow as tf, numpy as np
         >>> from fastnlp import build_lstm
         >>> model = build_lstm(20, units=8, num_layers=1)

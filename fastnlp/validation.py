@@ -10,7 +10,7 @@ __all__ = ["check_positive_int"]
 def check_positive_int(**values: Any) -> None:
     """Raise ``ValueError`` naming the first argument that is not a positive integer.
 
-    Example:
+    Examples:
         >>> check_positive_int(units=8, seq_len=0)
         Traceback (most recent call last):
         ...

@@ -10,7 +10,7 @@ __all__ = ["compression_objects"]
 def compression_objects() -> dict[str, Any]:
     """tfmot's pruning and quantization classes and fastnlp's recurrent ``QuantizeConfig``, by name.
 
-    Example:
+    Examples:
         >>> sorted(name for name in compression_objects() if name.startswith("Prune"))
         ['PruneLowMagnitude']
     """

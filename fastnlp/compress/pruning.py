@@ -83,7 +83,7 @@ def prune(
         ValueError: a value out of range, an unknown schedule or layer name, or a non-float32 layer.
         TypeError: not a Keras model, a subclassed model, or a layer prune does not know.
 
-    Example:
+    Examples:
         >>> import numpy as np, tf_keras
         >>> from fastnlp import build_lstm
         >>> dense = build_lstm(20, units=8, num_layers=1, seq_len=6, flavour="tf_keras")
@@ -161,7 +161,7 @@ def strip_pruning(model: Any, *, to: str | None = None) -> Any:
         TypeError: ``model`` is not a tf_keras model.
         ValueError: ``model`` has no pruning wrappers, or ``to`` is not a flavour.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from fastnlp import build_lstm
         >>> pruned = prune(build_lstm(20, units=8, num_layers=1, flavour="tf_keras"), sparsity=0.5)
@@ -203,7 +203,13 @@ def weight_sparsity(model: Any) -> dict[str, float]:
     For a model that :func:`prune` returned, the masked weights are measured (what
     :func:`strip_pruning` will keep).
 
-    Example:
+    Args:
+        model: a Keras 3 or tf_keras model, pruned or not.
+
+    Returns:
+        ``{"layer/weight": fraction of zeros}`` for every weight of two or more dimensions.
+
+    Examples:
         >>> import keras
         >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, kernel_initializer="zeros", name="d")])
         >>> weight_sparsity(m)

@@ -36,7 +36,7 @@ def _config_base() -> type:
 class RecurrentQuantizeConfig(_config_base()):
     """tfmot ``QuantizeConfig`` for a tf_keras LSTM or GRU: 8-bit weights, 8-bit output.
 
-    Example:
+    Examples:
         >>> import tf_keras
         >>> lstm = tf_keras.layers.LSTM(4)
         >>> lstm.build((None, 3, 2))
@@ -96,7 +96,7 @@ def quantize(model: Any) -> Any:
         TypeError: not a Keras model, a subclassed model, or a layer of another class (named).
         ValueError: ``model`` is not compiled, or has a non-float32 layer.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from fastnlp import build_lstm
         >>> qat = quantize(build_lstm(20, units=8, num_layers=1, seq_len=6, flavour="tf_keras"))

@@ -23,7 +23,7 @@ __all__ = ["CharLMData", "CharVocabulary", "char_lm_dataset"]
 class CharVocabulary:
     """Characters (any Unicode code point) and their ids: ``chars[i]`` has id ``i``.
 
-    Example:
+    Examples:
         >>> vocab = CharVocabulary.from_text("机器学习, machine learning")
         >>> vocab.decode(vocab.encode("学习 learning"))
         '学习 learning'
@@ -103,10 +103,14 @@ def char_lm_dataset(
         vocabulary: the characters to use; by default every character of ``text``.
         seed: shuffling seed.
 
+    Returns:
+        A :class:`CharLMData`: ``train`` and ``validation`` datasets of ``(ids, next_ids)`` batches,
+        the ``vocabulary`` and the number of windows in each.
+
     Raises:
         ValueError: empty text, text shorter than one window, or an argument out of range (named).
 
-    Example:
+    Examples:
         >>> data = char_lm_dataset("to be or not to be, " * 50, seq_len=10, batch_size=4)
         >>> ids, targets = next(iter(data.train))
         >>> tuple(ids.shape), data.vocabulary.size, data.train_windows, data.validation_windows

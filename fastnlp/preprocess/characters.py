@@ -95,7 +95,7 @@ class CharacterMap:
     def apply(self, text: str) -> str:
         """``text`` with every character mapped.
 
-        Example:
+        Examples:
             >>> character_map(lowercase=True, digits="drop", punctuation="drop").apply("Élan, 42 «Ça»!")
             'élan  ça'
         """
@@ -133,7 +133,7 @@ def character_map(
         punctuation: ``"keep"`` or ``"drop"``.
         whitespace: ``"keep"`` or ``"space"`` (every whitespace character becomes a space).
 
-    Example:
+    Examples:
         >>> character_map(digits="zero").apply("٣ apples, 4 pears")
         '0 apples, 0 pears'
     """

@@ -34,7 +34,7 @@ PADDING, UNKNOWN = "", "[UNK]"  # the tokens of ids 0 and 1
 class PaddingReport:
     """Tokens an epoch feeds the model, with bucketing and with padding to the longest text.
 
-    Example:
+    Examples:
         >>> report = PaddingReport(real_tokens=60, bucketed_tokens=70, pad_to_longest_tokens=160)
         >>> f"{report.saved_fraction:.0%}"
         '90%'
@@ -80,7 +80,8 @@ def text_classification_dataset(
     against padding every text to the longest).
 
     Args:
-        texts, labels: one integer label per text.
+        texts: the texts, as :func:`clean_text` takes them.
+        labels: one integer label per text.
         batch_size: texts per batch.
         num_classes: labels must lie in ``[0, num_classes)``; by default the largest label + 1.
         vocabulary: the token of each id (``vocabulary[0] == ""``, ``vocabulary[1] == "[UNK]"``),
@@ -93,11 +94,14 @@ def text_classification_dataset(
         shuffle: reshuffle every epoch (turn off for evaluation).
         seed: shuffling seed.
 
+    Returns:
+        A ``tf.data.Dataset`` of ``(token_ids, label)`` batches, with ``.vocabulary`` and ``.padding``.
+
     Raises:
         ValueError: no texts, a different number of labels and texts, labels out of range, or a
             bad argument (named).
 
-    Example:
+    Examples:
         >>> data = text_classification_dataset(
         ...     ["a fine film", "dull", "not good at all", "bad"], [1, 0, 0, 0], batch_size=2, shuffle=False)
         >>> [ids.numpy().tolist() for ids, labels in data]

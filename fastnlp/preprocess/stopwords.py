@@ -108,10 +108,13 @@ def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | N
         data_dir: an NLTK data directory to read instead of NLTK's search path (``NLTK_DATA``,
             ``~/nltk_data``, ...).
 
+    Returns:
+        The stopwords, lowercase, as NLTK lists them.
+
     Raises:
         StopwordsNotFoundError: the corpus or that language is not installed; the message says how to install it.
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> data = pathlib.Path(tempfile.mkdtemp())
         >>> (data / "corpora" / "stopwords").mkdir(parents=True)
@@ -127,7 +130,7 @@ def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | N
 def resolve_stopwords(stopwords: str | Iterable[str] | None) -> frozenset[str]:
     """The words a ``stopwords=`` argument stands for: a language name, the words themselves, or none.
 
-    Example:
+    Examples:
         >>> sorted(resolve_stopwords(["the", "a"]))
         ['a', 'the']
         >>> resolve_stopwords(None)

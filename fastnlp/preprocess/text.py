@@ -114,7 +114,9 @@ def clean_text(
 
     Args:
         texts: a str or UTF-8 bytes, an iterable of them, a ``tf.data.Dataset`` of strings or a string tensor.
-        lowercase, drop_digits, drop_punctuation: each step on or off.
+        lowercase: lowercase the text.
+        drop_digits: remove digits (of every script).
+        drop_punctuation: remove punctuation (Unicode's, not only ASCII's).
         stopwords: an NLTK stopword list by language name (read from installed NLTK data, never
             downloaded), your own words, or None to keep every word.
         engine: ``"auto"``, ``"python"`` or ``"tensorflow"`` (identical results; see the module docs).
@@ -122,12 +124,16 @@ def clean_text(
             ``"replace"`` puts U+FFFD, ``"ignore"`` drops them.
         progress: a progress bar on stderr; by default for iterables over 4 MB.
 
+    Returns:
+        The same kind as ``texts``: a str for a str (or bytes), a list for an iterable, a
+        ``tf.data.Dataset`` for a dataset, a string tensor for a tensor.
+
     Raises:
         TypeError: ``texts`` is not text (the offending item is named).
         ValueError: invalid UTF-8 under ``errors="strict"``, or an unknown option.
         fastnlp.preprocess.stopwords.StopwordsNotFoundError: NLTK's stopwords are not installed.
 
-    Example:
+    Examples:
         >>> clean_text("The 3 Quick-Brown foxes!", stopwords={"the"})
         'quickbrown foxes'
         >>> clean_text(["机器学习，很有趣。", "Ça coûte 42 € !"], stopwords=None)
@@ -156,9 +162,22 @@ def normalize_text(
 ) -> Any:
     """Lowercase, collapse whitespace into single spaces (trimming the ends), and turn every digit into ``0``.
 
-    Takes ``texts``, ``engine``, ``errors`` and ``progress`` as :func:`clean_text` does.
+    Args:
+        texts: as for :func:`clean_text`.
+        lowercase: lowercase the text.
+        collapse_whitespace: runs of whitespace become one space, and the ends are trimmed.
+        zero_digits: every digit (of any script) becomes ``0``.
+        engine: as for :func:`clean_text`.
+        errors: as for :func:`clean_text`.
+        progress: as for :func:`clean_text`.
 
-    Example:
+    Returns:
+        The same kind as ``texts`` (see :func:`clean_text`).
+
+    Raises:
+        TypeError, ValueError: as :func:`clean_text` raises them.
+
+    Examples:
         >>> normalize_text("  Call   555-0123\\tNOW ")
         'call 000-0000 now'
         >>> normalize_text(["Tel. ٠١٢"], collapse_whitespace=False)
@@ -189,7 +208,21 @@ def remove_stopwords(
 
     Matching is case-sensitive, as NLTK's lists are lowercase: lowercase first (or use :func:`clean_text`).
 
-    Example:
+    Args:
+        texts: as for :func:`clean_text`.
+        stopwords: an NLTK stopword list by language name (read from installed NLTK data), or your own words.
+        engine: as for :func:`clean_text`.
+        errors: as for :func:`clean_text`.
+        progress: as for :func:`clean_text`.
+
+    Returns:
+        The same kind as ``texts`` (see :func:`clean_text`).
+
+    Raises:
+        StopwordsNotFoundError: the NLTK list is not installed (with how to install it offline).
+        TypeError, ValueError: as :func:`clean_text` raises them.
+
+    Examples:
         >>> remove_stopwords("the cat sat on the mat", {"the", "on"})
         'cat sat mat'
     """
@@ -214,7 +247,21 @@ def tokenize(
     not whitespace is a token of its own. A text gives a list of tokens (a ``tf.data.Dataset`` gives
     1-D string tensors; a string tensor gives a ``tf.RaggedTensor``).
 
-    Example:
+    Args:
+        texts: as for :func:`clean_text`.
+        lowercase: lowercase the tokens.
+        engine: as for :func:`clean_text`.
+        errors: as for :func:`clean_text`.
+        progress: as for :func:`clean_text`.
+
+    Returns:
+        A list of tokens for a str, a list of lists for an iterable, a dataset of 1-D string tensors
+        for a dataset, a ``tf.RaggedTensor`` for a string tensor.
+
+    Raises:
+        TypeError, ValueError: as :func:`clean_text` raises them.
+
+    Examples:
         >>> tokenize("Don't panic: 42 naïve ½-wits!")
         ['Don', "'", 't', 'panic', ':', '42', 'naïve', '½', '-', 'wits', '!']
     """
