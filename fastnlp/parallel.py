@@ -191,6 +191,8 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
         >>> model.distribute_strategy.num_replicas_in_sync
         1
     """
+    import tensorflow as tf
+
     flavour.check_rebuildable(model)
     if not isinstance(scale_learning_rate, bool):
         raise TypeError(f"scale_learning_rate must be True or False, got {scale_learning_rate!r}")
@@ -208,8 +210,6 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
     if _workers(strategy) > 1:
         _take_chief_weights(result, strategy)
     _adapt(result, strategy, backup_dir)
-    import tensorflow as tf
-
     name = "MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else type(strategy).__name__
     described = f"{name}, {_workers(strategy)} worker(s), {replicas} replica(s) in sync"
     extras = (", learning rate scaled" if learning_rate is not None else "") + (f", backup in {backup_dir}" if backup_dir else "")

@@ -44,3 +44,17 @@ def test_regenerating_from_json_measures_nothing_and_refuses_a_page_without_mark
     page.write_text("no markers\n")
     with pytest.raises(ValueError, match="no <!-- bench:begin -->"):
         bench.update_docs(bench._EXAMPLE, str(page))
+
+
+def test_bench_classify_task_on_sst2(tmp_path):
+    from conftest import shared_corpus
+
+    corpus = shared_corpus("sst2/train.tsv")
+    command = [sys.executable, "-m", "fastnlp", "bench", "--quick", "--task", "classify", "--corpus", str(corpus),
+               "--only", "baseline", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    baseline, export = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert baseline["samples_per_s"] > 0 and len(baseline["curve"]) >= 2 and baseline["final_val_loss"] > 0
+    # (no bound on the loss: 6 s over 900 sentences is ~30 epochs, and the quick classifier overfits)
+    assert export["model_bytes"] < baseline["model_bytes"] / 3 and export["latency_ms"] > 0
