@@ -10,11 +10,9 @@ of ``docs/benchmarks.md`` between ``<!-- bench:begin -->`` and ``<!-- bench:end 
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import json
-import multiprocessing
 import os
 import tempfile
 import warnings
@@ -91,6 +89,7 @@ def run_bench(corpus_path: str, settings: BenchSettings = BenchSettings(), only:
         raise ValueError(f"task must be 'char_lm' or 'classify', got {settings.task!r}")
     from fastnlp import hardware
     from fastnlp.demo import machine_summary
+    from fastnlp.measure import in_fresh_process
 
     names = [name for name, _ in configurations(hardware.has_gpu())]
     unknown = sorted(set(only or ()) - set(names))
@@ -100,8 +99,8 @@ def run_bench(corpus_path: str, settings: BenchSettings = BenchSettings(), only:
     rows = []
     for name in chosen:
         print(f"{name} ...", flush=True)
-        rows.append(_in_fresh_process(_measure_configuration, corpus_path, settings, name))
-    rows.append(_in_fresh_process(_measure_export, corpus_path, settings))
+        rows.append(in_fresh_process(_measure_configuration, corpus_path, settings, name))
+    rows.append(in_fresh_process(_measure_export, corpus_path, settings))
     target = rows[0]["final_val_loss"]
     for row in rows:
         curve = row.get("curve") or []
@@ -110,12 +109,6 @@ def run_bench(corpus_path: str, settings: BenchSettings = BenchSettings(), only:
         "settings": dataclasses.asdict(settings), "machine": machine_summary(), "corpus": os.path.basename(corpus_path),
         "target_val_loss": target, "rows": rows,
     }
-
-
-def _in_fresh_process(function: Any, *args: Any) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result()
 
 
 def _data(corpus_path: str, settings: BenchSettings) -> tuple[Any, Any, int]:

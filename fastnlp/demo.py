@@ -14,10 +14,8 @@ unigram plateau, and shorter windows make each of those steps cheaper.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import json
-import multiprocessing
 import os
 import platform
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +26,7 @@ import numpy as np
 from fastnlp import hardware
 from fastnlp.baseline import blog_windows, build_blog_model
 from fastnlp.checkpoint import save_atomically
-from fastnlp.measure import PeakMemory, TrainingRun, timed_training_callback
+from fastnlp.measure import PeakMemory, TrainingRun, in_fresh_process, timed_training_callback
 from fastnlp.models import build_lstm
 from fastnlp.notices import applied_speedups
 from fastnlp.precision import enable_mixed_precision
@@ -157,19 +155,12 @@ def compare_recipes(text: str, settings: DemoSettings = DemoSettings(), model_pa
 
 def run_blog_recipe(corpus: Corpus, settings: DemoSettings) -> dict[str, Any]:
     """Train the blog recipe for ``settings.budget_s`` in a fresh process; its measurements."""
-    return _in_fresh_process(_train_blog, corpus, settings)
+    return in_fresh_process(_train_blog, corpus, settings)
 
 
 def run_fastnlp_recipe(corpus: Corpus, settings: DemoSettings, target: float, model_path: str | None = None) -> dict[str, Any]:
     """Train the fastnlp recipe until validation loss <= ``target`` (or the budget) in a fresh process."""
-    return _in_fresh_process(_train_fastnlp, corpus, settings, target, model_path)
-
-
-def _in_fresh_process(function: Any, *args: Any) -> dict[str, Any]:
-    """Run a recipe in a new process, so its peak memory is its own and it inherits no graphs or caches."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result()
+    return in_fresh_process(_train_fastnlp, corpus, settings, target, model_path)
 
 
 def _train_blog(corpus: Corpus, settings: DemoSettings) -> dict[str, Any]:

@@ -6,6 +6,8 @@ over timed windows after warm-up, and comparisons are ratios taken in one run.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import statistics
 import threading
 import time
@@ -15,7 +17,10 @@ from typing import Any
 
 from fastnlp import flavour as flavours
 
-__all__ = ["PeakMemory", "TrainingRun", "lstm_training_flops", "matmul_flops", "median_ms", "timed_training_callback"]
+__all__ = [
+    "PeakMemory", "TrainingRun", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms",
+    "timed_training_callback",
+]
 
 
 class PeakMemory:
@@ -134,6 +139,14 @@ def timed_training_callback(
             self.resumed = time.perf_counter()
 
     return TimedTraining()
+
+
+def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` run in a new (spawned) process, so its peak memory is its own and it inherits
+    no graphs or caches; ``function`` must be importable (defined at a module's top level)."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
 
 
 def median_ms(call: Callable[[], Any], repeats: int = 30, warmup: int = 3) -> float:
