@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "cudnn_report": "fastnlp.gpu",
     "enable_cudnn": "fastnlp.gpu",
     "use_xla": "fastnlp.gpu",
+    "hoist_lstm_projection": "fastnlp.hoisting",
     "set_steps_per_execution": "fastnlp.tuning",
     "tune": "fastnlp.tuning",
     "init_distributed": "fastnlp.parallel",

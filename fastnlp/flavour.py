@@ -18,11 +18,15 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Literal
 
+from fastnlp import layers as fastnlp_layers
+
 Flavour = Literal["keras", "tf_keras"]
 FLAVOURS: tuple[Flavour, ...] = ("keras", "tf_keras")
 
 #: ``edit(layer, config, is_output) -> config``: how :func:`rebuild` changes one layer's config.
 ConfigEdit = Callable[[Any, dict, bool], dict]
+#: ``layer_class(layer) -> class or None``: the class :func:`rebuild` re-creates a layer as (None: its own).
+LayerClass = Callable[[Any], "type | None"]
 
 __all__ = [
     "FLAVOURS",
@@ -86,6 +90,7 @@ def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_ob
         >>> load_model(path, "keras").count_params()
         4
     """
+    fastnlp_layers.register_layers(flavour)  # models may hold fastnlp's own layers
     if flavour == "tf_keras":  # models fastnlp.compress made hold tfmot's wrappers: know them without being told
         from fastnlp.compress.objects import compression_objects
 
@@ -122,7 +127,12 @@ def require_compiled(model: Any, why: str) -> dict:
 
 
 def rebuild(
-    model: Any, edit: ConfigEdit | None = None, *, loss_scale: bool | None = None, compile_options: dict | None = None
+    model: Any,
+    edit: ConfigEdit | None = None,
+    *,
+    layer_class: LayerClass | None = None,
+    loss_scale: bool | None = None,
+    compile_options: dict | None = None,
 ):
     """Return a new model of the same flavour: layers re-created from (edited) configs, weights copied,
     recompiled as ``model`` was with a fresh optimizer of the same config, under ``model``'s
@@ -132,6 +142,8 @@ def rebuild(
         model: a Sequential or functional model, Keras 3 or tf_keras.
         edit: changes one layer's config; it is called for every layer but the model inputs, with
             ``is_output`` true for the layers that produce the model's outputs.
+        layer_class: the class to re-create a layer as, from the same config (e.g. an LSTM with
+            another execution of the same math), or ``None`` to keep the layer's own class.
         loss_scale: wrap the new optimizer in dynamic loss scaling (``True``), drop such a wrapper
             (``False``), or keep whatever ``model`` had (``None``).
         compile_options: compile arguments to change (e.g. ``{"jit_compile": True}``); the rest are
@@ -148,7 +160,7 @@ def rebuild(
         (False, True)
     """
     with _strategy_scope(model):  # a distributed model's copy is distributed the same way
-        clone = _clone(model, edit, keras_module(detect(model)))
+        clone = _clone(model, edit, keras_module(detect(model)), layer_class)
         if model.weights:
             clone.set_weights(model.get_weights())
         result = compile_like(clone, model, loss_scale=loss_scale, compile_options=compile_options)
@@ -198,20 +210,21 @@ def check_rebuildable(model: Any) -> None:
         )
 
 
-def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType):
+def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: LayerClass | None = None):
     check_rebuildable(model)
     output_layers = {id(tensor._keras_history[0]) for tensor in _outputs(model)}
 
     def clone_layer(layer):
         if isinstance(layer, keras.Model):
-            return _clone(layer, edit, keras)
+            return _clone(layer, edit, keras, layer_class)
         config = layer.get_config()
         editable = isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer)
         if edit is not None and editable:  # Keras 3 graphs also hold plain operations (e.g. a mask's not_equal)
             config = edit(layer, config, id(layer) in output_layers)
         if hasattr(layer, "use_cudnn") and "use_cudnn" not in config:  # Keras 3 RNNs keep it out of get_config
             config = {**config, "use_cudnn": layer.use_cudnn}
-        return layer.__class__.from_config(config)
+        cls = (layer_class(layer) if layer_class is not None else None) or layer.__class__
+        return cls.from_config(config)
 
     return keras.models.clone_model(model, clone_function=clone_layer)
 
@@ -273,7 +286,7 @@ def convert(model: Any, to: Flavour):
     x = inputs
     converted = []
     for layer in layers:
-        cls = getattr(target.layers, type(layer).__name__, None)
+        cls = getattr(target.layers, type(layer).__name__, None) or fastnlp_layers.counterpart(layer, to)
         if cls is None:
             raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) has no {to} counterpart")
         new = cls.from_config(_portable_config(layer.get_config(), cls))
@@ -337,7 +350,8 @@ def _portable_config(config: dict, target_class: type) -> dict:
 
 
 def _named(class_name: str, layer_class: type) -> type | None:
-    module = importlib.import_module(layer_class.__module__.split(".")[0])
+    package = next(root for cls in layer_class.__mro__ if (root := cls.__module__.split(".")[0]) in FLAVOURS)
+    module = importlib.import_module(package)
     for namespace in ("initializers", "regularizers", "constraints"):
         found = getattr(getattr(module, namespace, None), class_name, None)
         if found is not None:

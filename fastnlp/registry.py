@@ -31,7 +31,7 @@ STAGES: tuple[str, ...] = ("layer_config", "dtype_policy", "wrappers", "strategy
 
 #: Modules whose import registers transforms.
 _TRANSFORM_MODULES: tuple[str, ...] = (
-    "fastnlp.precision", "fastnlp.gpu", "fastnlp.parallel", "fastnlp.tuning", "fastnlp.compress.pruning", "fastnlp.compress.quantization",
+    "fastnlp.precision", "fastnlp.gpu", "fastnlp.hoisting", "fastnlp.parallel", "fastnlp.tuning", "fastnlp.compress.pruning", "fastnlp.compress.quantization",
 )
 _TEXT_TRANSFORM_MODULES: tuple[str, ...] = ("fastnlp.preprocess.text",)
 

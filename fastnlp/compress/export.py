@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fastnlp import flavour as flavours
+from fastnlp.hoisting import stock_lstm_layers
 from fastnlp.notices import SpeedupWarning
 from fastnlp.validation import check_positive_int
 
@@ -94,7 +95,8 @@ def to_tflite(
         )
     if len(model.inputs) != 1:
         raise TypeError(f"to_tflite exports models with one input; {model.name!r} has {len(model.inputs)}")
-    exported = _fused_flavour(model) if source == "keras" else _without_fake_quantization(model)
+    plain = stock_lstm_layers(model)  # the converter fuses only the stock LSTM class
+    exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
     (spec,) = exported.inputs
     signature = tf.TensorSpec((batch_size, *spec.shape[1:]), spec.dtype)
     function = tf.function(lambda inputs: exported(inputs, training=False)).get_concrete_function(signature)
@@ -113,7 +115,7 @@ def to_tflite(
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     content = converter.convert()
-    _warn_unfused(model, LiteRTModel(content).ops)
+    _warn_unfused(plain, LiteRTModel(content).ops)
     if quantization == "int8":
         _check_agreement(exported, content, np.concatenate(samples)[:_AGREEMENT_SAMPLES])
     if path is not None:
