@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -27,27 +26,8 @@ from common import char_lm_parser, read_corpus
 
 from fastnlp import build_lstm
 from fastnlp.demo import machine_summary
-from fastnlp.measure import lstm_training_flops, matmul_flops
+from fastnlp.measure import lstm_training_flops, matmul_flops, step_matmul_flops
 from fastnlp.preprocess import CharVocabulary
-
-
-def step_shape_matmul_flops(batch: int, width: int, units: int, repeats: int = 50) -> float:
-    """FLOP/s of (batch x width) @ (width x 4 units), the product one LSTM time step computes."""
-    import tensorflow as tf
-
-    a = tf.random.normal((batch, width))
-    b = tf.random.normal((width, 4 * units))
-    product = tf.function(lambda x, y: tf.linalg.matmul(x, y))
-    product(a, b).numpy()
-    loops = max(1, int(2e8 // (2 * batch * width * 4 * units)))  # enough work per timing to see it
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
-            result = product(a, b)
-        result.numpy()
-        times.append((time.perf_counter() - start) / loops)
-    return 2 * batch * width * 4 * units / statistics.median(times)
 
 
 def training_samples_per_s(model, x, y, batch: int, steps: int) -> float:
@@ -79,7 +59,7 @@ def main() -> int:
     per_sample = lstm_training_flops(args.window, 64, args.units, args.layers, vocabulary.size, args.window)
     results = []
     for batch in args.batch_sizes:
-        step = step_shape_matmul_flops(batch, 2 * args.units, args.units)
+        step = step_matmul_flops(batch, 2 * args.units, args.units)
         model = build_lstm(vocabulary.size, units=args.units, num_layers=args.layers)
         samples = training_samples_per_s(model, x, y, batch, args.steps)
         flops = samples * per_sample

@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "build_lstm": "fastnlp.models",
+    "train_char_lm": "fastnlp.training",
+    "CharLMRecipe": "fastnlp.training",
+    "learning_rate_budget": "fastnlp.schedules",
     "enable_mixed_precision": "fastnlp.precision",
     "configure_gpu": "fastnlp.gpu",
     "cudnn_report": "fastnlp.gpu",

@@ -1,4 +1,4 @@
-"""Command line: ``fastnlp demo``, ``fastnlp bench`` and ``fastnlp launch`` (also ``python -m fastnlp ...``)."""
+"""Command line: ``fastnlp train``, ``fastnlp demo``, ``fastnlp bench`` and ``fastnlp launch`` (also ``python -m fastnlp ...``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnlp", description="Composable, measured training speedups for Keras LSTMs.")
     commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train",
+        help="train the best character LM this machine can in a budget of seconds",
+        description="Train a character language model on CORPUS for --budget training seconds, with settings picked "
+        "from the budget; hold out the last 10%% of the text and score on it. Writes OUT/model.keras "
+        "(fastnlp.load_checkpoint loads it) and OUT/vocabulary.json.",
+    )
+    train.add_argument("corpus", metavar="CORPUS", help="UTF-8 text file")
+    train.add_argument("--budget", type=float, required=True, metavar="SECONDS", help="training seconds, from the first step")
+    train.add_argument("--out", default="fastnlp-model", help="output folder (default: %(default)s)")
+    train.add_argument("--flavour", choices=("keras", "tf_keras"), default="keras", help="Keras flavour of the model (default: %(default)s)")
     demo = commands.add_parser(
         "demo",
         help="train the blog's char-LM recipe and fastnlp's side by side and compare them",
@@ -62,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "train":
+        return _train(args)
     if args.command == "launch":
         return _launch(args)
     if args.command == "bench":
@@ -115,6 +128,45 @@ def _bench(args: argparse.Namespace) -> int:
     if args.docs:
         bench.update_docs(record, args.docs)
         print(f"regenerated the bench section of {args.docs}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    if not 0 < args.budget < math.inf:
+        print(f"fastnlp train: --budget must be a positive number of seconds, got {args.budget:g}", file=sys.stderr)
+        return 2
+    try:
+        with open(args.corpus, encoding="utf-8") as corpus_file:
+            text = corpus_file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"fastnlp train: cannot read {args.corpus} as UTF-8 text: {error}", file=sys.stderr)
+        return 2
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as error:
+        print(f"fastnlp train: cannot create --out {args.out}: {error}", file=sys.stderr)
+        return 2
+    from fastnlp.checkpoint import save_atomically
+    from fastnlp.training import choose_recipe, train_char_lm
+
+    recipe = choose_recipe(args.budget)
+    print(f"corpus: {args.corpus}, {len(text)} characters; the last 10% held out for validation", flush=True)
+    print(f"recipe: {recipe}", flush=True)
+    try:
+        result = train_char_lm(text, args.budget, recipe=recipe, flavour=args.flavour, report=lambda line: print(line, flush=True))
+    except ValueError as error:
+        print(f"fastnlp train: {error}", file=sys.stderr)
+        return 2
+    save_atomically(result.model, os.path.join(args.out, "model.keras"))
+    with open(os.path.join(args.out, "vocabulary.json"), "w", encoding="utf-8") as file:
+        json.dump({"chars": result.vocabulary.chars}, file, ensure_ascii=False)
+    print(
+        f"validation loss {result.validation_loss:.4f} after {result.training_s:.1f} s ({result.steps} steps); "
+        f"wrote {args.out}/model.keras and {args.out}/vocabulary.json"
+    )
     return 0
 
 

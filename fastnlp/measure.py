@@ -18,7 +18,7 @@ from typing import Any
 from fastnlp import flavour as flavours
 
 __all__ = [
-    "PeakMemory", "TrainingRun", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms",
+    "PeakMemory", "TrainingRun", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms", "step_matmul_flops",
     "timed_training_callback",
 ]
 
@@ -180,6 +180,38 @@ def matmul_flops(n: int = 2048, dtype: str = "float32", repeats: int = 10) -> fl
         product(a).numpy()
         times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times)
+
+
+def step_matmul_flops(batch: int, width: int, units: int, seconds: float = 0.3) -> float:
+    """FLOP/s of ``(batch x width) @ (width x 4 units)``, the product an LSTM computes at each time step.
+
+    Timed inside one graph (64 products a call, so Python's dispatch does not count), for about
+    ``seconds``; the median over calls.
+
+    Examples:
+        >>> step_matmul_flops(8, 16, 16, seconds=0.05) > 0
+        True
+    """
+    import tensorflow as tf
+
+    a = tf.random.normal((batch, width))
+    b = tf.random.normal((width, 4 * units))
+    products = 64
+
+    @tf.function
+    def run(x, y):
+        total = tf.zeros((batch, 4 * units))
+        for _ in tf.range(products):
+            total += tf.linalg.matmul(x, y)
+        return total
+
+    run(a, b).numpy()
+    times, deadline = [], time.perf_counter() + seconds
+    while len(times) < 3 or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        run(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * batch * width * 4 * units * products / statistics.median(times)
 
 
 def lstm_training_flops(

@@ -87,6 +87,7 @@ def char_lm_dataset(
     *,
     vocabulary: CharVocabulary | None = None,
     seed: int = 0,
+    seq_len_warmup: int = 0,
 ) -> CharLMData:
     """Build train/validation ``tf.data`` pipelines for a character LM with a target at every position.
 
@@ -102,6 +103,11 @@ def char_lm_dataset(
         validation_split: fraction of windows held out, in ``[0, 1)``.
         vocabulary: the characters to use; by default every character of ``text``.
         seed: shuffling seed.
+        seq_len_warmup: train on shorter windows for this many first batches: an eighth, a quarter,
+            then half of ``seq_len`` (each for a third of them, cut at a random offset from the full
+            windows), then ``seq_len``. Early steps on short windows are cheaper, and a model leaves
+            the unigram plateau after a number of steps more than of characters. The count carries
+            over epochs: only the first batches of the first epoch are short. 0 turns it off.
 
     Returns:
         A :class:`CharLMData`: ``train`` and ``validation`` datasets of ``(ids, next_ids)`` batches,
@@ -123,6 +129,8 @@ def char_lm_dataset(
     if not text:
         raise ValueError("text is empty")
     check_positive_int(seq_len=seq_len, batch_size=batch_size)
+    if not isinstance(seq_len_warmup, int) or isinstance(seq_len_warmup, bool) or seq_len_warmup < 0:
+        raise ValueError(f"seq_len_warmup must be a non-negative integer (batches), got {seq_len_warmup!r}")
     if not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
     windows = (len(text) - 1) // seq_len
@@ -146,8 +154,10 @@ def char_lm_dataset(
         .cache()
         .shuffle(split, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
     )
+    if seq_len_warmup:
+        train = train.map(_short_windows_first(seq_len, seq_len_warmup, seed))
+    train = train.prefetch(tf.data.AUTOTUNE)
     validation = None
     if held_out:
         validation = (
@@ -157,3 +167,23 @@ def char_lm_dataset(
             .prefetch(tf.data.AUTOTUNE)
         )
     return CharLMData(train, validation, vocabulary, split, held_out)
+
+
+def _short_windows_first(seq_len: int, warmup_batches: int, seed: int) -> Any:
+    """A ``map`` function that cuts the first ``warmup_batches`` batches to shorter windows (see ``seq_len_warmup``)."""
+    import tensorflow as tf
+
+    lengths = sorted({max(1, seq_len // 8), max(1, seq_len // 4), max(1, seq_len // 2)} - {seq_len})
+    per_stage = -(-warmup_batches // max(1, len(lengths)))
+    schedule = tf.constant([*lengths, seq_len], tf.int32)
+    batches_seen = tf.Variable(0, dtype=tf.int64, trainable=False)  # lives as long as the dataset: warm-up once
+    generator = tf.random.Generator.from_seed(seed)
+
+    def cut(ids, targets):
+        seen = batches_seen.assign_add(1) - 1
+        stage = tf.minimum(tf.cast(seen // per_stage, tf.int32), len(lengths))
+        length = schedule[stage] if seen < warmup_batches else seq_len
+        start = generator.uniform((), 0, seq_len - length + 1, tf.int32)
+        return ids[:, start : start + length], targets[:, start : start + length]
+
+    return cut
