@@ -35,7 +35,7 @@ from common import char_lm_parser, read_corpus
 
 from fastnlp import hardware
 from fastnlp.demo import machine_summary
-from fastnlp.measure import in_fresh_process
+from fastnlp.measure import in_fresh_process, time_to
 
 LADDER = (2.0, 1.88, 1.70, 1.60)
 #: (batch, time steps, input width, units): a stacked layer whose input is as wide as it (the second
@@ -150,10 +150,6 @@ def lstm_step(shapes: tuple, rounds: int) -> list[dict]:
     return rows
 
 
-def time_to(curve: list, loss: float) -> float | None:
-    return next((t for t, value in curve if value <= loss), None)
-
-
 def loss_at(curve: list, seconds: float) -> float | None:
     """The last evaluated loss at or before ``seconds`` of training (None past the curve's end)."""
     if curve[-1][0] < seconds * 0.97:
@@ -161,13 +157,39 @@ def loss_at(curve: list, seconds: float) -> float | None:
     return min(value for t, value in curve if t <= seconds * 1.03)
 
 
+def render(record: dict) -> str:
+    """Markdown tables of a record (what docs/benchmarks.md shows)."""
+    budgets = record["budgets"]
+    lines = ["| recipe | steps | " + " | ".join(f"s to {loss}" for loss in LADDER) + " | "
+             + " | ".join(f"loss at {b:g} s" for b in budgets) + " |",
+             "| --- | ---: | " + " | ".join("---:" for _ in LADDER) + " | " + " | ".join("---:" for _ in budgets) + " |"]
+
+    def cell(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for name, row in record["rows"].items():
+        lines.append(f"| {name} | {row['steps']} | " + " | ".join(cell(row["time_to"][str(loss)], 1) for loss in LADDER)
+                     + " | " + " | ".join(cell(row["loss_at"][str(b)], 3) for b in budgets) + " |")
+    lines += ["", "| LSTM layer: batch, steps, input width, units | stock samples/s | hoisted samples/s | hoisted / stock, median (pairs) |",
+              "| --- | ---: | ---: | --- |"]
+    for row in record["lstm_step"]:
+        lines.append(f"| {row['batch']}, {row['time_steps']}, {row['input_width']}, {row['units']} | {row['stock_samples_per_s']:.0f} | "
+                     f"{row['hoisted_samples_per_s']:.0f} | **{row['ratio_median']:.2f}×** ({row['ratio_min']:.2f}–{row['ratio_max']:.2f}) |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = char_lm_parser(__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--from-json", metavar="FILE", help="measure nothing: print the tables of this record")
     parser.add_argument("--unseen", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "alice", "wonderland.txt"),
                         help="a corpus the recipe was not tuned on, scored at the shortest budget")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "results", "time_to_quality.json"))
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as file:
+            print(render(json.load(file)))
+        return 0
     text = read_corpus(args.corpus)
     if text is None:
         return 1
@@ -196,6 +218,7 @@ def main() -> int:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as out:
         json.dump(record, out, indent=1)
+    print(render(record))
     print(f"wrote {args.out}")
     return 0
 

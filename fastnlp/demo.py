@@ -27,7 +27,7 @@ import numpy as np
 from fastnlp import hardware
 from fastnlp.baseline import blog_windows, build_blog_model
 from fastnlp.checkpoint import save_atomically
-from fastnlp.measure import PeakMemory, TrainingRun, in_fresh_process, timed_training_callback
+from fastnlp.measure import PeakMemory, TrainingRun, in_fresh_process, time_to, timed_training_callback
 from fastnlp.preprocess import CharVocabulary
 from fastnlp.training import char_lm_sampler, sample_text, split_text, train_char_lm
 
@@ -192,10 +192,6 @@ def _reporter(name: str, settings: DemoSettings) -> Any:
     return lambda line: print(f"  {name:8s}{line}", flush=True)
 
 
-def _time_to(curve: list, loss: float) -> float | None:
-    return next((t for t, value in curve if value <= loss), None)
-
-
 def format_table(results: dict[str, Any]) -> str:
     """The side-by-side table the demo prints (a column per recipe), then each recipe's sample."""
     import io
@@ -210,7 +206,7 @@ def format_table(results: dict[str, Any]) -> str:
         table.add_column(recipe["label"], justify="right")
     table.add_row("validation loss at the end", *(f"{r['curve'][-1][1]:.3f}" for r in recipes.values()))
     for loss in LADDER:
-        cells = [_time_to(r["curve"], loss) for r in recipes.values()]
+        cells = [time_to(r["curve"], loss) for r in recipes.values()]
         table.add_row(f"seconds to loss {loss}", *("not reached" if t is None else f"{t:.1f}" for t in cells))
     table.add_row("training steps", *(str(r["steps"]) for r in recipes.values()))
     table.add_row("peak memory, MB", *(f"{r['peak_rss_mb']:.0f}" for r in recipes.values()))

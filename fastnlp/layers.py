@@ -24,13 +24,15 @@ from typing import Any
 
 __all__ = ["counterpart", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted_lstm", "register_layers"]
 
+
 def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) -> tuple[Any, Any, Any]:
     """Run the LSTM recurrence over inputs already projected: ``projected[t] = x_t @ W + b``.
 
     Args:
         projected: ``(time, batch, 4 * units)`` pre-activations from the inputs, time-major, gates in
             Keras's order (input, forget, cell, output).
-        h0, c0: ``(batch, units)`` initial states.
+        h0: ``(batch, units)`` initial hidden state.
+        c0: ``(batch, units)`` initial cell state.
         recurrent_kernel: ``(units, 4 * units)``.
 
     Returns:
@@ -44,7 +46,7 @@ def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) 
         >>> tuple(outputs.shape), tuple(h.shape)
         ((5, 2, 3), (2, 3))
     """
-    return _recurrence(projected, h0, c0, recurrent_kernel)
+    return _recurrence_function()(projected, h0, c0, recurrent_kernel)
 
 
 @functools.cache
@@ -102,10 +104,6 @@ def _recurrence_function() -> Any:
     return recurrence
 
 
-def _recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) -> tuple[Any, Any, Any]:
-    return _recurrence_function()(projected, h0, c0, recurrent_kernel)
-
-
 def _hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *, go_backwards: bool, return_sequences: bool):
     """Batch-major LSTM over ``sequences`` (batch, time, features): ``(last_output, outputs, [h, c])``."""
     import tensorflow as tf
@@ -118,7 +116,7 @@ def _hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kerne
     if bias is not None:
         projected = projected + bias
     projected = tf.reshape(projected, (shape[0], shape[1], -1))
-    outputs, h, c = _recurrence(projected, h0, c0, recurrent_kernel)
+    outputs, h, c = hoisted_recurrence(projected, h0, c0, recurrent_kernel)
     outputs = tf.transpose(outputs, (1, 0, 2)) if return_sequences else h[:, None, :]
     return h, outputs, [h, c]
 

@@ -18,7 +18,7 @@ from typing import Any
 from fastnlp import flavour as flavours
 
 __all__ = [
-    "PeakMemory", "TrainingRun", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms", "step_matmul_flops",
+    "PeakMemory", "TrainingRun", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms", "step_matmul_flops", "time_to",
     "timed_training_callback",
 ]
 
@@ -67,6 +67,16 @@ class PeakMemory:
         return (self.peak_bytes - self.start_bytes) / 2**20
 
 
+def time_to(curve: list[tuple[float, float]], loss: float) -> float | None:
+    """Training seconds at the first point of ``curve`` (seconds, loss) at or below ``loss`` (None: never).
+
+    Examples:
+        >>> time_to([(0.0, 4.2), (10.0, 2.5), (20.0, 1.9)], 2.0), time_to([(0.0, 4.2)], 2.0)
+        (20.0, None)
+    """
+    return next((t for t, value in curve if value <= loss), None)
+
+
 @dataclass
 class TrainingRun:
     """What :func:`timed_training_callback` recorded: the loss curve against training time, and batch timings."""
@@ -85,7 +95,7 @@ class TrainingRun:
 
     def time_to(self, loss: float) -> float | None:
         """Training seconds at the first evaluation with validation loss at or below ``loss``."""
-        return next((t for t, value in self.curve if value <= loss), None)
+        return time_to(self.curve, loss)
 
     def samples_per_second(self, warmup_batches: int = 3, window: int = 10) -> float:
         """Median samples/s over windows of ``window`` batches, after ``warmup_batches``."""

@@ -113,12 +113,13 @@ def transforms() -> tuple[Transform, ...]:
     """Every registered transform, in application order.
 
     Examples:
-        >>> [t.name for t in transforms()][:2]
-        ['enable_cudnn', 'enable_mixed_precision']
+        >>> [t.name for t in transforms()][:3]
+        ['enable_cudnn', 'hoist_lstm_projection', 'enable_mixed_precision']
     """
     for module in _TRANSFORM_MODULES:
         importlib.import_module(module)
-    return tuple(sorted(_REGISTRY.values(), key=lambda t: STAGES.index(t.stage)))
+    # by stage, then by name: the order modules happened to be imported in must not show
+    return tuple(sorted(_REGISTRY.values(), key=lambda t: (STAGES.index(t.stage), t.name)))
 
 
 def _lookup(spec: Any) -> tuple[Transform, dict]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from fastnlp import flavour as flavours
 from fastnlp.hoisting import hoist_lstm_projection
+from fastnlp.measure import step_matmul_flops, time_to
 from fastnlp.models import build_lstm
 from fastnlp.preprocess import CharVocabulary, char_lm_dataset
 from fastnlp.schedules import learning_rate_budget
@@ -65,7 +66,7 @@ class CharLMResult:
 
     def time_to(self, loss: float) -> float | None:
         """Training seconds at the first evaluation at or below ``loss`` (None: never reached)."""
-        return next((t for t, value in self.curve if value <= loss), None)
+        return time_to(self.curve, loss)
 
 
 def choose_recipe(budget_s: float, matmul_flops: float | None = None) -> CharLMRecipe:
@@ -100,8 +101,6 @@ def choose_recipe(budget_s: float, matmul_flops: float | None = None) -> CharLMR
     if not (isinstance(budget_s, (int, float)) and 0 < budget_s < math.inf):
         raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
     if matmul_flops is None:
-        from fastnlp.measure import step_matmul_flops
-
         matmul_flops = step_matmul_flops(32, 256, 256)
     if not matmul_flops > 0:
         raise ValueError(f"matmul_flops must be positive, got {matmul_flops!r}")
@@ -183,6 +182,7 @@ def train_char_lm(
         ``(training seconds, validation loss)``, ``steps`` and ``training_s``.
 
     Raises:
+        TypeError: ``text`` is not a str.
         ValueError: a budget that is not positive, too little text for the recipe, or an argument out of range.
 
     Examples:
@@ -225,15 +225,17 @@ def train_char_lm(
         if report is not None:
             report(f"{budget.elapsed_s:7.1f} s  {budget.steps_done:6d} steps  validation loss {curve[-1][1]:.4f}")
 
+    interval = budget_s / evaluations
+
     class Evaluations(flavours.callback_base(flavours.detect(model))):
         def __init__(self) -> None:
             super().__init__()
-            self.next_at = budget_s / evaluations
+            self.next_at = interval
 
         def on_train_batch_end(self, batch, logs=None):
             if budget.elapsed_s >= self.next_at and budget.progress < 1:
-                evaluate()
-                self.next_at += budget_s / evaluations
+                evaluate()  # once, even when a slow step (a trace) crossed several evaluation times
+                self.next_at = (budget.elapsed_s // interval + 1) * interval
 
     model.fit(data.train, epochs=1_000_000, shuffle=False, callbacks=[budget, Evaluations()], verbose=0)
     evaluate()

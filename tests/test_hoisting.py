@@ -50,7 +50,7 @@ def test_outputs_and_gradients_equal_the_stock_layers(flavour, settings):
 
 def test_recurrence_gradient_matches_finite_differences():
     rng = np.random.default_rng(2)
-    args = [tf.constant(rng.normal(size=shape), tf.float64) for shape in [(4, 2, 12), (2, 3), (2, 3), (3, 12)]]
+    args = [tf.constant(rng.normal(size=shape), tf.float64) for shape in [(3, 2, 8), (2, 2), (2, 2), (2, 8)]]
     theoretical, numerical = tf.test.compute_gradient(lambda *a: hoisted_recurrence(*a)[0], args)
     for t, n in zip(theoretical, numerical, strict=True):
         np.testing.assert_allclose(t, n, atol=1e-6)
@@ -120,3 +120,14 @@ def test_convert_keeps_the_hoisted_layer_and_mixed_precision_composes():
 def test_prune_after_hoisting_is_refused_in_build_lstm():
     with pytest.raises(ValueError, match="cannot be combined"):
         build_lstm(20, units=8, num_layers=1, speedups=["hoist_lstm_projection", "prune"])
+
+
+def test_where_cudnn_would_run_the_layer_keeps_the_stock_path(flavour, monkeypatch):
+    import fastnlp.layers
+
+    hoisted_calls = []
+    monkeypatch.setattr(fastnlp.layers, "_gpu_visible", lambda: True)  # as on a GPU machine
+    monkeypatch.setattr(fastnlp.layers, "_hoisted_lstm", lambda *a, **k: hoisted_calls.append(1))
+    layer = hoisted_lstm_class(flavour).from_config(flavours.keras_module(flavour).layers.LSTM(4).get_config())
+    layer(np.zeros((2, 3, 5), "float32"))  # the stock path (cuDNN on a GPU; here its generic fallback)
+    assert hoisted_calls == []
