@@ -115,7 +115,8 @@ def stock_lstm_layers(model: Any) -> Any:
 
     Tools that recognise the stock class (the TFLite converter's fused LSTM, tfmot) get the stock layer.
     """
-    if not any(is_hoisted_lstm(layer) for layer, _ in _lstm_layers(model, flavour.keras_module(flavour.detect(model)))):
+    keras = flavour.keras_module(flavour.detect(model))
+    if not any(is_hoisted_lstm(layer) for layer, _ in _lstm_layers(model, keras)):
         return model
-    stock = flavour.keras_module(flavour.detect(model)).layers.LSTM
+    stock = keras.layers.LSTM
     return flavour.rebuild(model, layer_class=lambda layer: stock if is_hoisted_lstm(layer) else None)

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from fastnlp import flavour as flavours
+from fastnlp.validation import check_positive_number
 
 __all__ = ["learning_rate_budget", "warmup_decay_factor"]
 
@@ -77,8 +78,8 @@ def learning_rate_budget(
     """
     if seconds is None and steps is None:
         raise ValueError("give the budget: seconds=..., steps=..., or both")
-    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0 and seconds != float("inf")):
-        raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
+    if seconds is not None:
+        check_positive_number(seconds=seconds)
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not 0 <= warmup_fraction < 1:

@@ -21,7 +21,7 @@ from fastnlp.measure import step_matmul_flops, time_to
 from fastnlp.models import build_lstm
 from fastnlp.preprocess import CharVocabulary, char_lm_dataset
 from fastnlp.schedules import learning_rate_budget
-from fastnlp.validation import check_positive_int
+from fastnlp.validation import check_positive_int, check_positive_number
 
 __all__ = ["CharLMRecipe", "CharLMResult", "char_lm_loss", "choose_recipe", "char_lm_sampler", "sample_text", "split_text", "train_char_lm"]
 
@@ -98,8 +98,7 @@ def choose_recipe(budget_s: float, matmul_flops: float | None = None) -> CharLMR
         >>> choose_recipe(37, matmul_flops=REFERENCE_MATMUL_FLOPS).units, choose_recipe(300, matmul_flops=REFERENCE_MATMUL_FLOPS).units
         (256, 384)
     """
-    if not (isinstance(budget_s, (int, float)) and 0 < budget_s < math.inf):
-        raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
+    check_positive_number(budget_s=budget_s)
     if matmul_flops is None:
         matmul_flops = step_matmul_flops(32, 256, 256)
     if not matmul_flops > 0:
@@ -194,8 +193,7 @@ def train_char_lm(
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not (isinstance(budget_s, (int, float)) and 0 < budget_s < math.inf):
-        raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
+    check_positive_number(budget_s=budget_s)
     check_positive_int(evaluations=evaluations)
     recipe = recipe or choose_recipe(budget_s)
     train_text, held_out = split_text(text, validation_split)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-__all__ = ["check_positive_int"]
+__all__ = ["check_positive_int", "check_positive_number"]
 
 
 def check_positive_int(**values: Any) -> None:
@@ -19,3 +20,17 @@ def check_positive_int(**values: Any) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_positive_number(**values: Any) -> None:
+    """Raise ``ValueError`` naming the first argument that is not a positive finite number.
+
+    Examples:
+        >>> check_positive_number(budget_s=37, seconds=float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: seconds must be a positive finite number, got inf
+    """
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
