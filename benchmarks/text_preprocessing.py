@@ -8,7 +8,7 @@
    the same ids padded to the longest sentence (the blog's ``pad_sequences`` way), from the same
    initial weights, for each seed: training samples/s and dev accuracy.
 
-Needs NLTK's English stopwords installed (``python -m nltk.downloader stopwords``) or ``--stopwords FILE``.
+Uses NLTK's English stopwords (an installed corpus, else the copy fastnlp ships) or ``--stopwords FILE``.
 
     python benchmarks/text_preprocessing.py                 # ~10 minutes on 2 cores
     python benchmarks/text_preprocessing.py --epochs 1 --seeds 1   # a smoke run

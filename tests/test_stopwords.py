@@ -1,5 +1,7 @@
-"""NLTK stopwords offline: read from a data directory the test makes, never downloaded."""
+"""NLTK stopwords offline: read from a data directory the test makes, else the shipped English list; never downloaded."""
 
+import hashlib
+import importlib.resources
 import subprocess
 import sys
 import zipfile
@@ -53,10 +55,48 @@ def test_the_default_list_comes_from_nltks_search_path(nltk_data, monkeypatch, n
 
 def test_absent_corpus_says_how_to_install_it(tmp_path, monkeypatch, no_download):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    for call in (lambda: load_stopwords("english"), lambda: clean_text("some text")):
-        with pytest.raises(StopwordsNotFoundError, match=r"python -m nltk\.downloader stopwords.*NLTK_DATA"):
+    for call in (lambda: load_stopwords("german"), lambda: remove_stopwords("die Katze", "german")):
+        with pytest.raises(StopwordsNotFoundError, match=r"ships only the English.*python -m nltk\.downloader stopwords.*NLTK_DATA"):
             call()
+    with pytest.raises(StopwordsNotFoundError, match="not installed"):  # a named data_dir is read alone
+        load_stopwords("english", data_dir=tmp_path)
     assert clean_text("some text", stopwords={"some"}) == "text"  # your own words need no corpus
+
+
+SHIPPED_SHA256 = "019f104ba2ed07436d05f9cdd3383034ad66014edc27fc651f837e1a038b6451"  # as in data/SOURCE.md
+
+
+def shipped_english():
+    return importlib.resources.files("fastnlp.preprocess").joinpath("data", "english_stopwords.txt")
+
+
+def test_without_nltk_data_english_is_the_shipped_copy(tmp_path, monkeypatch, no_download):
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])  # an empty search path: a fresh, offline machine
+    assert clean_text("The 3 cats, and THE dog!") == "cats dog"
+    assert clean_text(["The 3 cats, and THE dog!"], engine="tensorflow") == ["cats dog"]
+    assert stopword_languages() == ["english"]
+    words = load_stopwords()
+    assert len(words) == 179 and {"i", "me", "wouldn't", "should've", "y"} <= words
+
+
+def test_the_shipped_copy_is_nltks_list_unchanged(tmp_path, monkeypatch):
+    data = shipped_english().read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SHIPPED_SHA256
+    assert "english_stopwords.txt" in (shipped_english().parent / "SOURCE.md").read_text(encoding="utf-8")
+    # read by NLTK's own word-list reader, the file gives exactly the words fastnlp uses
+    corpus = tmp_path / "corpora" / "stopwords"
+    corpus.mkdir(parents=True)
+    (corpus / "english").write_bytes(data)
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])  # NLTK reads corpora only on its search path
+    reader = nltk.corpus.reader.WordListCorpusReader(str(corpus), ["english"])
+    assert frozenset(reader.words("english")) == load_stopwords("english", data_dir=tmp_path)
+    assert len(reader.words("english")) == len(set(reader.words("english"))) == 179
+
+
+def test_an_installed_corpus_takes_precedence_over_the_shipped_copy(nltk_data, monkeypatch, no_download):
+    monkeypatch.setattr(nltk.data, "path", [str(nltk_data)])
+    assert load_stopwords() == {"the", "a", "of", "not"}
+    assert stopword_languages() == ["english", "german"]
 
 
 def test_unknown_language_names_the_installed_ones(nltk_data):

@@ -1,18 +1,25 @@
-"""NLTK's stopword lists, read from an installed NLTK data directory; never downloaded.
+"""NLTK's stopword lists, offline: an installed NLTK corpus first, else the English list fastnlp ships.
 
-The corpus is found where NLTK looks for it (``nltk.data.path``: ``NLTK_DATA``, ``~/nltk_data``, ...)
-or in a ``data_dir`` you name, as a ``corpora/stopwords/`` directory or the ``corpora/stopwords.zip``
-that ``nltk.download`` leaves.
+Where a list comes from, in order:
 
-NLTK keeps its corpora outside the package, in an ``nltk_data`` directory that ``nltk.download``
-fills from the internet. fastnlp never downloads (not at import, not at call): when the corpus is
-absent it says how to install it, and any function that takes ``stopwords=`` also takes a set of
-words instead of a language name.
+1. ``data_dir``, when you name one: only that NLTK data directory is read.
+2. NLTK's search path (``nltk.data.path``: ``NLTK_DATA``, ``~/nltk_data``, ...), as a
+   ``corpora/stopwords/`` directory or the ``corpora/stopwords.zip`` that ``nltk.download`` leaves.
+   An installed corpus takes precedence, so an updated NLTK list wins.
+3. For ``"english"`` only: the copy of NLTK's English list shipped in ``fastnlp/preprocess/data/``
+   (its source, checksum and licence are in ``SOURCE.md`` there). So ``clean_text`` works on a fresh,
+   offline install.
+
+NLTK keeps its corpora outside its package, in an ``nltk_data`` directory that ``nltk.download``
+fills from the internet. fastnlp never downloads (not at import, not at call): for other languages
+without the corpus it says how to install it, and any function that takes ``stopwords=`` also takes
+a set of words instead of a language name.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
 import zipfile
 from collections.abc import Iterable
@@ -28,6 +35,10 @@ _HOW_TO_INSTALL = (
     "install it once with `python -m nltk.downloader stopwords` (or `python -m nltk.downloader -d DIR "
     "stopwords` and point the NLTK_DATA environment variable at DIR), or pass your own words: stopwords={...}"
 )
+
+
+# Lists shipped with fastnlp, used when no NLTK corpus on the search path has the language.
+_SHIPPED = {"english": "english_stopwords.txt"}
 
 
 def _search_paths(data_dir: str | os.PathLike | None) -> tuple[str, ...]:
@@ -47,7 +58,10 @@ def _corpus(paths: tuple[str, ...]) -> tuple[str, zipfile.ZipFile | None]:
         archive = directory + ".zip"
         if os.path.isfile(archive):
             return archive, zipfile.ZipFile(archive)
-    raise StopwordsNotFoundError(f"NLTK's stopwords corpus is not installed (searched {list(paths)}); {_HOW_TO_INSTALL}")
+    raise StopwordsNotFoundError(
+        f"NLTK's stopwords corpus is not installed (searched {list(paths)}) and fastnlp ships only the English "
+        f"list; {_HOW_TO_INSTALL}"
+    )
 
 
 def _is_language(name: str) -> bool:
@@ -55,12 +69,25 @@ def _is_language(name: str) -> bool:
 
 
 def stopword_languages(data_dir: str | os.PathLike | None = None) -> list[str]:
-    """The languages of the installed NLTK stopwords corpus.
+    """The stopword languages that :func:`load_stopwords` can read: the installed corpus's, and English.
+
+    Args:
+        data_dir: list only this NLTK data directory's languages (no shipped list is added).
 
     Raises:
-        StopwordsNotFoundError: the corpus is not installed; the message says how to install it.
+        StopwordsNotFoundError: ``data_dir`` holds no stopwords corpus; the message says how to install it.
+
+    Examples:
+        >>> "english" in stopword_languages()
+        True
     """
-    return _languages(_search_paths(data_dir))
+    if data_dir is not None:
+        return _languages(_search_paths(data_dir))
+    try:
+        installed = _languages(_search_paths(None))
+    except StopwordsNotFoundError:
+        installed = []
+    return sorted(set(installed) | set(_SHIPPED))
 
 
 def _languages(paths: tuple[str, ...]) -> list[str]:
@@ -87,7 +114,7 @@ def _load(language: str, paths: tuple[str, ...]) -> frozenset[str]:
     else:
         with archive:
             text = _read(where, archive, language)
-    return frozenset(word.strip() for word in text.splitlines() if word.strip())
+    return _words(text)
 
 
 def _read(where: str, archive: zipfile.ZipFile | None, language: str) -> str:
@@ -101,20 +128,24 @@ def _read(where: str, archive: zipfile.ZipFile | None, language: str) -> str:
 
 
 def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | None = None) -> frozenset[str]:
-    """NLTK's stopword list for ``language``, from an installed NLTK data directory.
+    """NLTK's stopword list for ``language``: from installed NLTK data, else (English) the shipped copy.
 
     Args:
         language: a file name of NLTK's stopwords corpus: ``"english"``, ``"german"``, ``"chinese"``...
         data_dir: an NLTK data directory to read instead of NLTK's search path (``NLTK_DATA``,
-            ``~/nltk_data``, ...).
+            ``~/nltk_data``, ...); only it is read, the shipped English list is not a fallback.
 
     Returns:
         The stopwords, lowercase, as NLTK lists them.
 
     Raises:
-        StopwordsNotFoundError: the corpus or that language is not installed; the message says how to install it.
+        StopwordsNotFoundError: the corpus or that language is not installed (and fastnlp ships no
+            copy of it); the message says how to install it.
 
     Examples:
+        >>> words = load_stopwords("english")  # works offline: installed NLTK data, else the shipped copy
+        >>> {"the", "and", "of"} <= words
+        True
         >>> import pathlib, tempfile
         >>> data = pathlib.Path(tempfile.mkdtemp())
         >>> (data / "corpora" / "stopwords").mkdir(parents=True)
@@ -124,7 +155,23 @@ def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | N
     """
     if not isinstance(language, str) or not language:
         raise TypeError(f"language must be the name of an NLTK stopword list such as 'english', got {language!r}")
-    return _load(language, _search_paths(data_dir))
+    if data_dir is not None or language not in _SHIPPED:
+        return _load(language, _search_paths(data_dir))
+    try:
+        return _load(language, _search_paths(None))
+    except StopwordsNotFoundError:
+        return _load_shipped(language)
+
+
+@functools.cache
+def _load_shipped(language: str) -> frozenset[str]:
+    text = importlib.resources.files(__package__).joinpath("data", _SHIPPED[language]).read_text(encoding="utf-8")
+    return _words(text)
+
+
+def _words(text: str) -> frozenset[str]:
+    """The words of a stopword file, one a line, as NLTK's word-list reader reads them."""
+    return frozenset(word.strip() for word in text.splitlines() if word.strip())
 
 
 def resolve_stopwords(stopwords: str | Iterable[str] | None) -> frozenset[str]:

@@ -117,8 +117,8 @@ def clean_text(
         lowercase: lowercase the text.
         drop_digits: remove digits (of every script).
         drop_punctuation: remove punctuation (Unicode's, not only ASCII's).
-        stopwords: an NLTK stopword list by language name (read from installed NLTK data, never
-            downloaded), your own words, or None to keep every word.
+        stopwords: an NLTK stopword list by language name (from installed NLTK data, else, for
+            English, the copy fastnlp ships; never downloaded), your own words, or None to keep every word.
         engine: ``"auto"``, ``"python"`` or ``"tensorflow"`` (identical results; see the module docs).
         errors: for bytes that are not UTF-8: ``"strict"`` raises naming the position,
             ``"replace"`` puts U+FFFD, ``"ignore"`` drops them.
@@ -131,7 +131,7 @@ def clean_text(
     Raises:
         TypeError: ``texts`` is not text (the offending item is named).
         ValueError: invalid UTF-8 under ``errors="strict"``, or an unknown option.
-        fastnlp.preprocess.stopwords.StopwordsNotFoundError: NLTK's stopwords are not installed.
+        fastnlp.preprocess.stopwords.StopwordsNotFoundError: a non-English list whose NLTK corpus is not installed.
 
     Examples:
         >>> clean_text("The 3 Quick-Brown foxes!", stopwords={"the"})
@@ -210,7 +210,7 @@ def remove_stopwords(
 
     Args:
         texts: as for :func:`clean_text`.
-        stopwords: an NLTK stopword list by language name (read from installed NLTK data), or your own words.
+        stopwords: an NLTK stopword list by language name (as for :func:`clean_text`), or your own words.
         engine: as for :func:`clean_text`.
         errors: as for :func:`clean_text`.
         progress: as for :func:`clean_text`.
@@ -219,7 +219,7 @@ def remove_stopwords(
         The same kind as ``texts`` (see :func:`clean_text`).
 
     Raises:
-        StopwordsNotFoundError: the NLTK list is not installed (with how to install it offline).
+        StopwordsNotFoundError: a non-English NLTK list is not installed (with how to install it offline).
         TypeError, ValueError: as :func:`clean_text` raises them.
 
     Examples:
