@@ -7,14 +7,22 @@ import dataclasses
 import os
 import sys
 
+from fastnlp.quiet import quiet_command_output
+
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnlp", description="Composable, measured training speedups for Keras LSTMs.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="show the detail: a line per evaluation, TensorFlow's own log lines and library warnings",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
+        parents=[common],
         help="train the best character LM this machine can in a budget of seconds",
         description="Train a character language model on CORPUS for --budget training seconds, with settings picked "
         "from the budget; hold out the last 10%% of the text and score on it. Writes OUT/model.keras "
@@ -26,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--flavour", choices=("keras", "tf_keras"), default="keras", help="Keras flavour of the model (default: %(default)s)")
     demo = commands.add_parser(
         "demo",
+        parents=[common],
         help="train the blog's char-LM recipe and fastnlp's for the same time and compare them",
         description="Train the blog's character-LM recipe and fastnlp's for the same wall-clock budget each, then print "
         "the losses they reach, the seconds each took to reach a ladder of losses, and text sampled from each; "
@@ -39,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="fastnlp-demo", help="output folder (default: %(default)s)")
     bench = commands.add_parser(
         "bench",
+        parents=[common],
         help="measure the baseline, each speedup alone and the whole stack; write JSON, a PNG and the docs table",
         description="Train the same build_lstm model as the baseline, with each speedup alone and with all of them, "
         "each in a fresh process for the same time budget, plus an int8 export; print one table and write "
@@ -56,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--from-json", metavar="FILE", help="measure nothing: redraw the table, chart and page from this record")
     launch = commands.add_parser(
         "launch",
+        parents=[common],
         help="run a training script as N workers on this machine (TF_CONFIG set for each)",
         description="Run COMMAND as N multi-worker workers on 127.0.0.1, each with its TF_CONFIG; when one fails, "
         "stop the others and start them all again (--restarts times).",
@@ -70,17 +81,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.command == "train":
-        return _train(args)
-    if args.command == "launch":
-        return _launch(args)
-    if args.command == "bench":
-        return _bench(args)
+    commands = {"train": _train, "launch": _launch, "bench": _bench, "demo": _demo}
+    with quiet_command_output(args.verbose):  # before TensorFlow is imported
+        return commands[args.command](args)
+
+
+def _demo(args: argparse.Namespace) -> int:
     from fastnlp import demo
 
     settings = demo.QUICK if args.quick else demo.DemoSettings()
-    changes = {"budget_s": args.budget, "blog_units": args.blog_units, "max_chars": args.max_chars}
+    changes = {"budget_s": args.budget, "blog_units": args.blog_units, "max_chars": args.max_chars, "verbose": 1 + args.verbose}
     settings = dataclasses.replace(settings, **{key: value for key, value in changes.items() if value is not None})
     if args.corpus:
         with open(args.corpus, encoding="utf-8") as corpus_file:
@@ -154,7 +164,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"corpus: {args.corpus}, {len(text)} characters; the last 10% held out for validation", flush=True)
     print(f"recipe: {recipe}", flush=True)
     try:
-        result = train_char_lm(text, args.budget, recipe=recipe, flavour=args.flavour, report=lambda line: print(line, flush=True))
+        report = (lambda line: print(line, flush=True)) if args.verbose else None
+        print(f"training for {args.budget:g} s ...", flush=True)
+        result = train_char_lm(text, args.budget, recipe=recipe, flavour=args.flavour, report=report)
     except ValueError as error:
         print(f"fastnlp train: {error}", file=sys.stderr)
         return 2

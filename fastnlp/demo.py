@@ -62,7 +62,7 @@ class DemoSettings:
     validation_contexts: int = 256
     sample_chars: int = 200
     max_chars: int | None = None  # use only the start of the corpus
-    verbose: int = 1  # 1: a line per evaluation; 0: silent
+    verbose: int = 1  # 0: silent; 1: a line per phase; 2: a line per evaluation too
 
 
 QUICK = DemoSettings(budget_s=12.0, blog_units=32, validation_contexts=64, sample_chars=100, max_chars=300_000)
@@ -187,7 +187,7 @@ def _prompt(held_out: HeldOut) -> str:
 
 
 def _reporter(name: str, settings: DemoSettings) -> Any:
-    if not settings.verbose:
+    if settings.verbose < 2:
         return None
     return lambda line: print(f"  {name:8s}{line}", flush=True)
 
@@ -249,15 +249,16 @@ def run_demo(text: str, corpus: str, settings: DemoSettings, out_dir: str) -> di
     if settings.max_chars:
         text = text[: settings.max_chars]
     HeldOut.from_text(text, settings.validation_contexts)  # too short a corpus fails here, before any training
-    if settings.verbose:
-        print(f"each recipe trains {settings.budget_s:g} s on {len(text)} characters (the last 10% held out)", flush=True)
+    say = print if settings.verbose else lambda *_args, **_kwargs: None
+    say(f"each recipe trains {settings.budget_s:g} s on {len(text)} characters (the last 10% held out)", flush=True)
+    recipes = {}
+    for name, run in (("blog", run_blog_recipe), ("fastnlp", functools.partial(run_fastnlp_recipe, model_path=os.path.join(out_dir, "char_lm.keras")))):
+        say(f"training the {name} recipe ...", end=" ", flush=True)
+        recipes[name] = run(text, settings)
+        say(f"{recipes[name]['steps']} steps in {recipes[name]['training_s']:.1f} s, validation loss {recipes[name]['curve'][-1][1]:.3f}", flush=True)
     results = {
         "corpus": corpus, "chars": len(text), "budget_s": settings.budget_s, "settings": asdict(settings),
-        "machine": machine_summary(),
-        "recipes": {
-            "blog": run_blog_recipe(text, settings),
-            "fastnlp": run_fastnlp_recipe(text, settings, os.path.join(out_dir, "char_lm.keras")),
-        },
+        "machine": machine_summary(), "recipes": recipes,
     }
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as out:

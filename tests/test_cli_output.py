@@ -1,0 +1,62 @@
+"""What a new user sees: fastnlp commands print their work, not TensorFlow's logs; the library leaves logging alone."""
+
+import os
+import re
+import subprocess
+import sys
+
+from fastnlp.quiet import is_native_log_line
+
+
+def fresh_user_environment():
+    """This process's environment as a user's shell has it: no TF_CPP_MIN_LOG_LEVEL (the suite's conftest sets one)."""
+    return {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def run_command(*arguments, cwd):
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnlp", *arguments], capture_output=True, timeout=400, cwd=cwd, env=fresh_user_environment(),
+    )
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert result.returncode == 0, output[-3000:]
+    return result, output
+
+
+def test_demo_quick_prints_a_screenful_without_tensorflow_logs_or_bars(tmp_path):
+    result, output = run_command("demo", "--quick", "--budget", "3", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    lines = output.splitlines()
+    assert len(lines) <= 60, output
+    native = [line for line in (result.stdout + result.stderr).splitlines() if is_native_log_line(line)]
+    assert not native and "absl" not in output and "cuInit" not in output, output
+    assert "/step" not in output and "\r" not in output  # no Keras per-step progress bar
+    assert "each recipe trains 3 s" in output  # the settings
+    assert re.search(r"training the blog recipe \.\.\. \d+ steps in [\d.]+ s, validation loss", output), output
+    assert re.search(r"training the fastnlp recipe \.\.\. \d+ steps in [\d.]+ s, validation loss", output), output
+    assert "seconds to loss 2.0" in output and f"wrote {tmp_path / 'out'}/results.json" in output
+
+
+def test_verbose_brings_back_a_line_per_evaluation_and_tensorflows_own_lines(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 400, encoding="utf-8")
+    result, output = run_command("train", str(corpus), "--budget", "2", "--out", str(tmp_path / "out"), "-v", cwd=tmp_path)
+    assert re.search(r"\d+ steps  validation loss", output), output  # a per-evaluation line
+    # without -v the filter would have dropped these; a GPU-less TensorFlow build always says it found no GPU
+    assert any(is_native_log_line(line) for line in result.stderr.splitlines()) or "cuda" not in output.lower()
+
+
+def test_the_library_changes_no_logging_settings():
+    code = """
+import logging, os, sys
+import tensorflow as tf, keras
+def state():
+    loggers = {name: logging.getLogger(name).level for name in ("", "absl", "tensorflow", "keras")}
+    return loggers, os.environ.get("TF_CPP_MIN_LOG_LEVEL"), os.fstat(2).st_ino, len(logging.getLogger().handlers)
+before = state()
+import fastnlp
+model = fastnlp.enable_mixed_precision(fastnlp.build_lstm(20, units=8, num_layers=1, seq_len=5))
+fastnlp.clean_text("The 3 cats", stopwords={"the"})
+print(state() == before, before[1])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=fresh_user_environment())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "None"]
