@@ -209,6 +209,22 @@ def test_export_bad_calls():
         lite.predict(np.zeros((2, SEQ + 1)))
 
 
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_a_model_of_any_length_exports_the_length_asked_for_or_is_refused(flavour):
+    model = build_lstm(VOCAB, units=8, num_layers=1, flavour=flavour)  # seq_len None: any length
+    with pytest.raises(ValueError, match="any length.*pass seq_len=N"):  # it exported length 1, silently
+        to_tflite(model, "dynamic")
+    lite = LiteRTModel(to_tflite(model, "dynamic", seq_len=SEQ))
+    x = np.random.default_rng(0).integers(0, VOCAB, (3, SEQ))
+    assert lite.predict(x).shape == (3, SEQ, VOCAB)
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=2e-2)
+    fixed = build_lstm(VOCAB, units=8, num_layers=1, seq_len=SEQ, flavour=flavour)
+    with pytest.raises(ValueError, match=f"seq_len={SEQ + 1} differs from .* fixed sequence length {SEQ}"):
+        to_tflite(fixed, seq_len=SEQ + 1)
+    with pytest.raises(ValueError, match="seq_len must be a positive integer"):
+        to_tflite(model, seq_len=0)
+
+
 def test_masked_classifier_exports_as_a_loop_and_says_so():
     model = build_lstm(50, task="classify", units=8, num_layers=1, seq_len=SEQ)
     x = np.random.default_rng(0).integers(1, 50, (4, SEQ))

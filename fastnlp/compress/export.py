@@ -34,6 +34,7 @@ def to_tflite(
     representative_data: Any = None,
     *,
     batch_size: int = 1,
+    seq_len: int | None = None,
     calibration_samples: int = 100,
     path: str | os.PathLike | None = None,
 ) -> bytes:
@@ -49,6 +50,8 @@ def to_tflite(
         representative_data: inputs to calibrate ``"int8"`` on: an array (samples first) or a
             ``tf.data.Dataset`` of inputs or ``(inputs, labels)`` batches.
         batch_size: the fixed batch of the export (``LiteRTModel`` runs any batch in chunks).
+        seq_len: the sequence length to export, for a model that takes any length (``build_lstm``
+            without ``seq_len``, ``train_char_lm``'s model); a TFLite model has fixed shapes.
         calibration_samples: how many samples of ``representative_data`` to calibrate on.
         path: also write the bytes to this file.
 
@@ -63,6 +66,8 @@ def to_tflite(
             model that masks padding (an LSTM behind ``mask_zero=True`` exports as a loop, not the
             fused op, and the converter cannot calibrate it).
         TypeError: not a Keras model, or a model with several inputs.
+        ValueError: a model that takes any sequence length without ``seq_len``, or a ``seq_len``
+            other than the model's fixed one.
 
     Examples:
         >>> import numpy as np
@@ -86,6 +91,8 @@ def to_tflite(
             "the activation ranges on (or use 'dynamic', which needs none)"
         )
     check_positive_int(batch_size=batch_size, calibration_samples=calibration_samples)
+    if seq_len is not None:
+        check_positive_int(seq_len=seq_len)
     masking = [layer.name for layer in model.layers if layer.get_config().get("mask_zero") or type(layer).__name__ == "Masking"]
     if quantization == "int8" and masking:
         raise ValueError(
@@ -98,7 +105,7 @@ def to_tflite(
     plain = stock_lstm_layers(model)  # the converter fuses only the stock LSTM class
     exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
     (spec,) = exported.inputs
-    signature = tf.TensorSpec((batch_size, *spec.shape[1:]), spec.dtype)
+    signature = tf.TensorSpec((batch_size, *_sample_shape(model, tuple(spec.shape[1:]), seq_len)), spec.dtype)
     function = tf.function(lambda inputs: exported(inputs, training=False)).get_concrete_function(signature)
     # The converter saves its trackable object as a SavedModel first (the route on which LSTMs fuse); a
     # module holding just the variables saves in a fraction of the time the whole Keras model takes
@@ -122,6 +129,26 @@ def to_tflite(
         with open(path, "wb") as file:
             file.write(content)
     return content
+
+
+def _sample_shape(model: Any, shape: tuple[int | None, ...], seq_len: int | None) -> tuple[int, ...]:
+    """One input sample's shape to export: the model's, its time axis (the first) set to ``seq_len``.
+
+    Without this, a time axis of None reached the converter, which exported length 1 without a word.
+    """
+    if not shape:
+        return shape
+    time, *rest = shape
+    if None in rest:
+        raise ValueError(f"to_tflite: model {model.name!r} takes inputs of shape {(None, *shape)}; only the time axis may be None")
+    if time is None and seq_len is None:
+        raise ValueError(
+            f"to_tflite: model {model.name!r} takes sequences of any length (input shape {(None, *shape)}), and a "
+            f"TFLite model has fixed shapes: pass seq_len=N, the length to export"
+        )
+    if time is not None and seq_len not in (None, time):
+        raise ValueError(f"to_tflite: seq_len={seq_len} differs from model {model.name!r}'s fixed sequence length {time}")
+    return (time or seq_len, *rest)
 
 
 def _fused_flavour(model: Any) -> Any:
