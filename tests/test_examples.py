@@ -49,6 +49,20 @@ def test_sst2_example_prunes_exports_int8_and_runs_litert():
     assert "LiteRT int8" in out and "fused ops: True" in out
 
 
-def test_walkthrough_notebook_runs_top_to_bottom():
-    out = run_example("walkthrough.py", "--quick")
-    assert "input untouched: True" in out and "fused LSTM: True" in out
+def test_walkthrough_notebook_is_stored_without_outputs_and_runs_top_to_bottom(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(EXAMPLES / "walkthrough.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code), "store the notebook without outputs"
+    monkeypatch.setenv("FASTNLP_QUICK", "1")  # the kernel inherits it: small settings
+    NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "validation loss" in text and "input untouched: True" in text and "fused LSTM: True" in text
+    (sample_cell,) = [cell for cell in code if "sample_text(" in cell.source]
+    sampled = "".join(output.get("text", "") for output in sample_cell.outputs)
+    assert sampled.startswith("sampled: The ") and len(sampled.rstrip("\n")) == len("sampled: The ") + 200
+    assert any("image/png" in output.get("data", {}) for output in outputs), "the loss plot shows inline"
