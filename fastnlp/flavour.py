@@ -11,10 +11,11 @@ same loss and metrics and a fresh optimizer of the same config. That also leaves
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "convert",
     "detect",
     "keras_module",
+    "leaf_layers",
     "load_model",
     "loss_scale_optimizer_class",
     "rebuild",
@@ -55,6 +57,23 @@ def keras_module(flavour: Flavour) -> ModuleType:
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     return importlib.import_module(flavour)
+
+
+def leaf_layers(model: Any) -> list:
+    """``model``'s layers in order, the layers of nested models in their place (wrappers kept whole).
+
+    Examples:
+        >>> import keras
+        >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="inner")])
+        >>> outer = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(1, name="head")])
+        >>> [layer.name for layer in leaf_layers(outer)]
+        ['inner', 'head']
+    """
+    model_class = keras_module(detect(model)).Model
+    found = []
+    for layer in model.layers:
+        found.extend(leaf_layers(layer) if isinstance(layer, model_class) else [layer])
+    return found
 
 
 def detect(model: Any) -> Flavour:
@@ -226,7 +245,24 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: 
         cls = (layer_class(layer) if layer_class is not None else None) or layer.__class__
         return cls.from_config(config)
 
-    return keras.models.clone_model(model, clone_function=clone_layer)
+    with _uncompiled(model):
+        return keras.models.clone_model(model, clone_function=clone_layer)
+
+
+@contextlib.contextmanager
+def _uncompiled(model: Any) -> Iterator[None]:
+    """Keras 3's ``clone_model`` compiles the clone from the *serialized* compile config, which fails
+    for a loss or metric that is a plain function or a lambda ("Could not locate function"); the
+    caller compiles the clone with the objects themselves (:func:`compile_like`), so hide the flag."""
+    compiled = getattr(model, "compiled", None)
+    if compiled is not True:  # tf_keras has no such flag and does not compile clones
+        yield
+        return
+    model.compiled = False
+    try:
+        yield
+    finally:
+        model.compiled = True
 
 
 def _outputs(model: Any) -> list:
@@ -261,8 +297,8 @@ def convert(model: Any, to: Flavour):
     tensorflow-model-optimization works only with tf_keras, so compression goes Keras 3 -> tf_keras
     -> (compress) -> Keras 3. Layer configs keep what the target flavour's layer accepts (dtype
     policies by name, initializers by class); weights are copied exactly, so predictions match to
-    float precision. Models whose layers form one chain (Sequential, and functional models like
-    ``build_lstm``'s) convert; a graph with branches raises ``TypeError``.
+    float precision. Sequential and functional models with one input convert, branches included
+    (each layer called once); a layer shared between calls raises ``TypeError``.
 
     Examples:
         >>> import keras, numpy as np
@@ -281,18 +317,26 @@ def convert(model: Any, to: Flavour):
         raise TypeError(f"convert handles models with one input; {model.name!r} has {len(model.inputs)}")
     (spec,) = model.inputs
     input_layer = spec._keras_history[0]
-    _check_chain(input_layer, layers)
     inputs = target.Input(shape=tuple(spec.shape[1:]), dtype=_dtype_name(spec.dtype), name=input_layer.name)
-    x = inputs
+    tensors = {id(spec): inputs}  # each source tensor's counterpart; layers come in topological order
     converted = []
     for layer in layers:
         cls = getattr(target.layers, type(layer).__name__, None) or fastnlp_layers.counterpart(layer, to)
         if cls is None:
             raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) has no {to} counterpart")
         new = cls.from_config(_portable_config(layer.get_config(), cls))
-        x = new(x)
+        outputs = new(_counterparts(layer, tensors))
+        for old_tensor, new_tensor in zip(_flat(layer.output), _flat(outputs)):
+            tensors[id(old_tensor)] = new_tensor
         converted.append((layer, new))
-    result = target.Model(inputs, x, name=model.name)
+    missing = [tensor for tensor in model.outputs if id(tensor) not in tensors]
+    if missing:
+        raise TypeError(
+            f"convert handles models in which each layer is called once; it could not follow {model.name!r}'s "
+            f"graph to its outputs (a layer called more than once?)"
+        )
+    outputs = [tensors[id(tensor)] for tensor in model.outputs]
+    result = target.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name)
     for layer, new in converted:
         new.set_weights(layer.get_weights())
     arguments = compile_arguments(model)
@@ -317,16 +361,26 @@ def convert(model: Any, to: Flavour):
     return result
 
 
-def _check_chain(input_layer: Any, layers: list) -> None:
-    known = {id(layer) for layer in [input_layer, *layers]}  # Keras 3 also feeds masks from plain ops (NotEqual): those follow
-    for previous, layer in zip([input_layer, *layers], layers):
-        histories = [getattr(t, "_keras_history", [None])[0] for t in _flat(layer.input)]
-        inbound = {h for h in histories if id(h) in known}
-        if inbound != {previous}:
-            raise TypeError(
-                f"convert handles models whose layers form one chain; {layer.name!r} does not take its input "
-                f"from {previous.name!r} alone"
-            )
+def _counterparts(layer: Any, tensors: dict) -> Any:
+    """The converted tensors ``layer`` is to be called on: its source inputs' counterparts, in the same structure.
+
+    Keras 3 also feeds a layer the padding mask it computed with a plain ``not_equal`` op; that
+    input is left out, since the converted layer gets its mask from the converted ``Embedding``.
+    """
+    sources = [tensor for tensor in _flat(layer.input) if not _is_mask_op_output(tensor)]
+    unknown = [tensor for tensor in sources if id(tensor) not in tensors]
+    if unknown or not sources:  # a layer called on several inputs in turn, or on a tensor made outside any layer
+        raise TypeError(
+            f"convert handles models in which each layer is called once, on other layers' outputs; "
+            f"{layer.name!r} is not"
+        )
+    converted = [tensors[id(tensor)] for tensor in sources]
+    return converted if isinstance(layer.input, (list, tuple)) and len(converted) > 1 else converted[0]
+
+
+def _is_mask_op_output(tensor: Any) -> bool:
+    history = getattr(tensor, "_keras_history", None)
+    return history is not None and type(history[0]).__name__ == "NotEqual"
 
 
 def _flat(value: Any) -> list:
@@ -345,14 +399,23 @@ def _portable_config(config: dict, target_class: type) -> dict:
         config["dtype"] = dtype.get("config", {}).get("name", "float32")
     for key, value in config.items():
         if isinstance(value, dict) and "class_name" in value and key != "dtype":
-            config[key] = {"class_name": value["class_name"], "config": _accepted(value.get("config", {}), _named(value["class_name"], target_class))}
+            named = _named(value["class_name"], target_class)
+            if key in _WRAPPED_LAYER_KEYS and named is not None:  # Bidirectional's layers: their own dtype policies too
+                inner = _portable_config(value.get("config", {}), named)
+            else:
+                inner = _accepted(value.get("config", {}), named)
+            config[key] = {"class_name": value["class_name"], "config": inner}
     return _accepted(config, target_class, keep=("name", "trainable", "dtype"))
+
+
+# Config keys of wrapper layers (Bidirectional, TimeDistributed) that hold a whole layer's config.
+_WRAPPED_LAYER_KEYS = ("layer", "backward_layer")
 
 
 def _named(class_name: str, layer_class: type) -> type | None:
     package = next(root for cls in layer_class.__mro__ if (root := cls.__module__.split(".")[0]) in FLAVOURS)
     module = importlib.import_module(package)
-    for namespace in ("initializers", "regularizers", "constraints"):
+    for namespace in ("initializers", "regularizers", "constraints", "layers"):
         found = getattr(getattr(module, namespace, None), class_name, None)
         if found is not None:
             return found

@@ -150,17 +150,11 @@ def cudnn_report(model: Any) -> list[CudnnStatus]:
         >>> print(cudnn_report(model)[0])  # doctest: +ELLIPSIS
         lstm_1 (LSTM): cuDNN-eligible — ...no GPU visible...
     """
-    kind_of = flavour.detect(model)
-    keras = flavour.keras_module(kind_of)
-    recurrent = (keras.layers.LSTM, keras.layers.GRU)
+    keras = flavour.keras_module(flavour.detect(model))
     statuses = []
     gpu = hardware.has_gpu()
     xla = _jit_compile(model)
-    masked = False  # an Embedding(mask_zero=True) or Masking layer upstream
-    for layer in _layers(model, keras):
-        masked = masked or getattr(layer, "mask_zero", False) or isinstance(layer, keras.layers.Masking)
-        if not isinstance(layer, recurrent):
-            continue
+    for layer, masked in _recurrent_layers(model, keras):  # masked: an Embedding(mask_zero=True) or Masking upstream
         blockers = _cudnn_blockers(layer, isinstance(layer, keras.layers.GRU))
         notes = list(blockers)
         if not blockers:
@@ -199,10 +193,14 @@ def _cudnn_blockers(layer: Any, is_gru: bool, harmless: bool = True) -> list[str
     return blockers
 
 
-def _layers(model: Any, keras: Any) -> list:
-    found = []
-    for layer in model.layers:
-        found.extend(_layers(layer, keras) if isinstance(layer, keras.Model) else [layer])
+def _recurrent_layers(model: Any, keras: Any) -> list[tuple[Any, bool]]:
+    """``(layer, masked)`` per LSTM/GRU of ``model``, those inside ``Bidirectional`` and nested models
+    included; ``masked``: whether a mask reaches it."""
+    found, masked = [], False
+    for holder in flavour.leaf_layers(model):
+        masked = masked or bool(getattr(holder, "mask_zero", False)) or isinstance(holder, keras.layers.Masking)
+        inner = [holder.forward_layer, holder.backward_layer] if isinstance(holder, keras.layers.Bidirectional) else [holder]
+        found.extend((layer, masked) for layer in inner if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)))
     return found
 
 
@@ -246,11 +244,10 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Any:
         raise TypeError(f"skip_blocked must be True or False, got {skip_blocked!r}")
     keras = flavour.keras_module(flavour.detect(model))
     blocked = {}
-    for layer in _layers(model, keras):
-        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
-            reasons = _cudnn_blockers(layer, isinstance(layer, keras.layers.GRU), harmless=False)
-            if reasons:
-                blocked[layer.name] = reasons
+    for layer, _masked in _recurrent_layers(model, keras):
+        reasons = _cudnn_blockers(layer, isinstance(layer, keras.layers.GRU), harmless=False)
+        if reasons:
+            blocked[layer.name] = reasons
     described = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in blocked.items())
     if blocked and not skip_blocked:
         raise ValueError(
@@ -260,10 +257,19 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Any:
     if blocked:
         warnings.warn(f"enable_cudnn: left on the generic kernel: {described}", SpeedupWarning, stacklevel=2)
 
-    def edit(layer: Any, config: dict, is_output: bool) -> dict:
+    def harmless(layer: Any, config: dict) -> dict:
         if not isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)) or layer.name in blocked:
             return config
         return {**config, **{key: value for key, value in _HARMLESS.items() if key in config or hasattr(layer, key)}}
+
+    def edit(layer: Any, config: dict, is_output: bool) -> dict:
+        if not isinstance(layer, keras.layers.Bidirectional):
+            return harmless(layer, config)
+        config = dict(config)  # the wrapped layers' configs are nested in the wrapper's
+        for key, inner in (("layer", layer.forward_layer), ("backward_layer", layer.backward_layer)):
+            if isinstance(config.get(key), dict):
+                config[key] = {**config[key], "config": harmless(inner, config[key]["config"])}
+        return config
 
     result = flavour.rebuild(model, edit)
     if not hardware.has_gpu():

@@ -38,10 +38,7 @@ def _blockers(layer: Any, masked: bool) -> list[str]:
 def _lstm_layers(model: Any, keras: Any) -> list[tuple[Any, bool]]:
     """Each LSTM layer of ``model`` (nested models included) and whether a mask reaches it."""
     found, masked = [], False
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(_lstm_layers(layer, keras))
-            continue
+    for layer in flavour.leaf_layers(model):
         masked = masked or bool(getattr(layer, "mask_zero", False)) or isinstance(layer, keras.layers.Masking)
         if isinstance(layer, keras.layers.LSTM):
             found.append((layer, masked))

@@ -29,3 +29,13 @@ def shared_corpus(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared corpora exist only in the fastnlp workplace)")
     return path
+
+
+def run_isolated(code: str, timeout: float = 300):
+    """Run ``code`` in a fresh interpreter: a crash (a segfault in a converter) fails the test instead of the run."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result.stdout

@@ -225,6 +225,55 @@ def test_a_model_of_any_length_exports_the_length_asked_for_or_is_refused(flavou
         to_tflite(model, seq_len=0)
 
 
+def test_int8_of_a_recurrent_layer_that_cannot_fuse_is_refused_not_a_crash():
+    from conftest import run_isolated
+
+    # it crashed the interpreter (exit 139) for GRU and SimpleRNN in both flavours: run it apart
+    out = run_isolated("""
+import warnings, numpy as np, keras, tf_keras
+warnings.simplefilter("ignore")
+from fastnlp import to_tflite
+x = np.random.default_rng(0).integers(0, 20, (16, 6)).astype("int32")
+for K in (keras, tf_keras):
+    for recurrent in (K.layers.GRU(8, return_sequences=True, name="g"), K.layers.SimpleRNN(8, name="s")):
+        model = K.Sequential([K.Input((6,), dtype="int32"), K.layers.Embedding(20, 8), recurrent, K.layers.Dense(3)])
+        try:
+            to_tflite(model, "int8", representative_data=x)
+        except ValueError as error:
+            print("refused:", str(error).split(":")[0])
+""")
+    assert out.split("\n")[:4] == [
+        "refused: quantization='int8' cannot export layer 'g' (GRU)", "refused: quantization='int8' cannot export layer 's' (SimpleRNN)",
+    ] * 2
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_bidirectional_and_branched_models_export_and_match_keras(flavour):
+    keras_ = flavours.keras_module(flavour)
+    x = np.random.default_rng(0).integers(0, VOCAB, (5, SEQ))
+    bidirectional = keras_.Sequential([
+        keras_.Input((SEQ,), dtype="int32"), keras_.layers.Embedding(VOCAB, 8),
+        keras_.layers.Bidirectional(keras_.layers.LSTM(8, return_sequences=True)), keras_.layers.Dense(VOCAB),
+    ])  # tf_keras failed with "'str' object has no attribute 'name'"
+    inputs = keras_.Input((SEQ,), dtype="int32")
+    embedded = keras_.layers.Embedding(VOCAB, 8)(inputs)
+    joined = keras_.layers.Concatenate()([keras_.layers.LSTM(8)(embedded), keras_.layers.GlobalAveragePooling1D()(embedded)])
+    branched = keras_.Model(inputs, keras_.layers.Dense(3, activation="softmax")(joined))  # Keras 3's failed at invoke
+    for model in (bidirectional, branched):
+        lite = LiteRTModel(to_tflite(model, "dynamic"))
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops or "BIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops
+        np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=2e-2)
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_a_stateful_lstm_is_refused_up_front(flavour):
+    keras_ = flavours.keras_module(flavour)
+    model = keras_.Sequential([keras_.Input((SEQ,), batch_size=4, dtype="int32"), keras_.layers.Embedding(VOCAB, 8),
+                               keras_.layers.LSTM(8, stateful=True, name="carry"), keras_.layers.Dense(3)])
+    with pytest.raises(ValueError, match="cannot export layer 'carry': it is stateful"):
+        to_tflite(model, batch_size=4)
+
+
 def test_masked_classifier_exports_as_a_loop_and_says_so():
     model = build_lstm(50, task="classify", units=8, num_layers=1, seq_len=SEQ)
     x = np.random.default_rng(0).integers(1, 50, (4, SEQ))

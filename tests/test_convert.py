@@ -50,9 +50,15 @@ def test_uncompiled_and_same_flavour(flavour):
     assert same is not plain and flavours.detect(same) == flavour
 
 
-def test_a_branched_model_is_refused(flavour):
+def test_a_branched_model_converts_and_a_shared_layer_is_refused(flavour):
     keras = flavours.keras_module(flavour)
     inputs = keras.Input((3,))
     outputs = keras.layers.Add()([keras.layers.Dense(2, name="a")(inputs), keras.layers.Dense(2, name="b")(inputs)])
-    with pytest.raises(TypeError, match="one chain"):
-        flavours.convert(keras.Model(inputs, outputs), OTHER[flavour])
+    branched = keras.Model(inputs, outputs)
+    converted = flavours.convert(branched, OTHER[flavour])
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    np.testing.assert_allclose(converted.predict(x, verbose=0), branched.predict(x, verbose=0), rtol=1e-6)
+    shared = keras.layers.Dense(3, name="shared")
+    twice = keras.Model(inputs, shared(shared(inputs)))
+    with pytest.raises(TypeError, match="each layer is called once"):
+        flavours.convert(twice, OTHER[flavour])

@@ -183,3 +183,22 @@ def test_enable_cudnn_refuses_to_change_the_math(flavour):
         fast = enable_cudnn(model, skip_blocked=True)
     assert fast.get_layer("dropped").get_config()["recurrent_dropout"] == 0.1
     assert fast.get_layer("unrolled").get_config()["unroll"] is False
+
+
+def test_lstms_inside_bidirectional_are_reported_and_fixed(flavour):
+    keras = flavours.keras_module(flavour)
+    dropped = keras.Sequential([keras.Input((5, 4)), keras.layers.Bidirectional(keras.layers.LSTM(8, recurrent_dropout=0.1))])
+    report = cudnn_report(dropped)  # it was [] : the wrapped layers went unseen
+    assert [status.eligible for status in report] == [False, False]
+    assert all("recurrent_dropout=0.1" in str(status) for status in report)
+    with pytest.raises(ValueError, match="recurrent_dropout=0.1"):
+        enable_cudnn(dropped)
+    unrolled = keras.Sequential([keras.Input((5, 4)), keras.layers.Bidirectional(keras.layers.LSTM(8, unroll=True), name="bi")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = enable_cudnn(unrolled)  # it recorded itself as applied and left both directions unrolled
+    wrapper = fast.get_layer("bi")
+    assert wrapper.forward_layer.unroll is False and wrapper.backward_layer.unroll is False
+    assert [status.eligible for status in cudnn_report(fast)] == [True, True]
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    np.testing.assert_allclose(fast.predict(x, verbose=0), unrolled.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -62,12 +62,12 @@ def to_tflite(
         model's less than 90% of the time.
 
     Raises:
-        ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data`` or for a
-            model that masks padding (an LSTM behind ``mask_zero=True`` exports as a loop, not the
-            fused op, and the converter cannot calibrate it).
+        ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data``, or for a
+            recurrent layer that does not become a fused op (a GRU, a SimpleRNN, an LSTM behind
+            ``mask_zero=True``): the converter's calibration of such a loop crashes the process.
         TypeError: not a Keras model, or a model with several inputs.
         ValueError: a model that takes any sequence length without ``seq_len``, or a ``seq_len``
-            other than the model's fixed one.
+            other than the model's fixed one; a stateful recurrent layer.
 
     Examples:
         >>> import numpy as np
@@ -93,17 +93,13 @@ def to_tflite(
     check_positive_int(batch_size=batch_size, calibration_samples=calibration_samples)
     if seq_len is not None:
         check_positive_int(seq_len=seq_len)
-    masking = [layer.name for layer in model.layers if layer.get_config().get("mask_zero") or type(layer).__name__ == "Masking"]
-    if quantization == "int8" and masking:
-        raise ValueError(
-            f"quantization='int8' cannot export a masked LSTM (layer {masking[0]!r} masks padding): the "
-            f"converter has no fused op for it and its int8 calibration crashes. Use 'dynamic', or train "
-            f"the model on left-padded sequences without a mask"
-        )
     if len(model.inputs) != 1:
         raise TypeError(f"to_tflite exports models with one input; {model.name!r} has {len(model.inputs)}")
+    _check_stateless(model)
     plain = stock_lstm_layers(model)  # the converter fuses only the stock LSTM class
     exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
+    if quantization == "int8":
+        _check_int8_exportable(exported)  # after unwrapping quantization-aware layers: a wrapped GRU is a GRU
     (spec,) = exported.inputs
     signature = tf.TensorSpec((batch_size, *_sample_shape(model, tuple(spec.shape[1:]), seq_len)), spec.dtype)
     function = tf.function(lambda inputs: exported(inputs, training=False)).get_concrete_function(signature)
@@ -129,6 +125,48 @@ def to_tflite(
         with open(path, "wb") as file:
             file.write(content)
     return content
+
+
+def _check_stateless(model: Any) -> None:
+    """Refuse a stateful recurrent layer up front: both flavours failed deep in tracing (Keras 3: "needs to
+    know its batch size" even with the batch set; tf_keras: a variable-type error)."""
+    for layer in flavours.leaf_layers(model):
+        config = layer.get_config()
+        stateful = config.get("stateful") or (config.get("layer", {}).get("config", {}).get("stateful"))
+        if stateful:
+            raise ValueError(
+                f"to_tflite cannot export layer {layer.name!r}: it is stateful (stateful=True), and the export runs "
+                f"every batch from a zero state. Build the same model with stateful=False, copy the weights "
+                f"(model.get_weights()), and export that"
+            )
+
+
+def _check_int8_exportable(model: Any) -> None:
+    """Refuse, naming the layer, a model whose int8 calibration would crash the converter.
+
+    Only an unmasked LSTM becomes a fused op; any other recurrent layer is exported as a loop of
+    small ops, and calibrating that loop crashed the whole process (measured with TF 2.21: exit 139
+    for GRU and SimpleRNN in both flavours; for a masked LSTM too). Bidirectional LSTMs fuse.
+    """
+    keras = flavours.keras_module(flavours.detect(model))
+    masked = None
+    for layer in flavours.leaf_layers(model):
+        if masked is None and (layer.get_config().get("mask_zero") or isinstance(layer, keras.layers.Masking)):
+            masked = layer.name
+        inner = [layer.forward_layer, layer.backward_layer] if isinstance(layer, keras.layers.Bidirectional) else [layer]
+        for recurrent in (each for each in inner if isinstance(each, keras.layers.RNN)):
+            if not isinstance(recurrent, keras.layers.LSTM):
+                raise ValueError(
+                    f"quantization='int8' cannot export layer {recurrent.name!r} ({type(recurrent).__name__}): the converter "
+                    f"has no fused op for it, and calibrating its loop crashes the process. Use 'dynamic' (int8 weights, "
+                    f"float activations), which exports it"
+                )
+            if masked is not None:
+                raise ValueError(
+                    f"quantization='int8' cannot export a masked LSTM (layer {masked!r} masks padding): the "
+                    f"converter has no fused op for it and its int8 calibration crashes. Use 'dynamic', or train "
+                    f"the model on left-padded sequences without a mask"
+                )
 
 
 def _sample_shape(model: Any, shape: tuple[int | None, ...], seq_len: int | None) -> tuple[int, ...]:
