@@ -7,6 +7,7 @@ same folder, is flushed to disk, and then atomically replaces the best file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -32,6 +33,7 @@ def save_atomically(model: Any, path: str | os.PathLike) -> None:
     """
     path = _keras_path(path)
     folder = os.path.dirname(path) or "."
+    _remove_abandoned_partials(folder, os.path.basename(path)[:-6])
     temporary = os.path.join(folder, f".{os.path.basename(path)[:-6]}.{os.getpid()}.partial.keras")
     try:
         model.save(temporary)
@@ -47,6 +49,30 @@ def save_atomically(model: Any, path: str | os.PathLike) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def _remove_abandoned_partials(folder: str, stem: str) -> None:
+    """Delete the temporary files that killed saves of ``stem`` left (their process is gone)."""
+    prefix, suffix = f".{stem}.", ".partial.keras"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) : -len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike, *, custom_objects: dict | None = None, safe_mode: bool = True) -> Any:
@@ -93,8 +119,12 @@ def best_checkpoint(model: Any, path: str | os.PathLike, monitor: str = "val_los
     Returns:
         A callback of ``model``'s flavour, for ``model.fit(..., callbacks=[...])``.
 
+    Without validation data a ``"val_..."`` monitor is not logged: then every epoch's model is
+    saved, with one warning. A monitor that is not logged at all stops ``fit`` after the first
+    epoch (its model saved), naming the quantities that are.
+
     Raises:
-        ValueError: ``path`` does not end in ``.keras``, or an unknown ``mode``.
+        ValueError: ``path`` does not end in ``.keras`` or its folder cannot be created, or an unknown ``mode``.
 
     Examples:
         >>> import numpy as np, tempfile, os
@@ -108,7 +138,15 @@ def best_checkpoint(model: Any, path: str | os.PathLike, monitor: str = "val_los
     """
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    return _checkpoint_class(flavours.detect(model))(_keras_path(path), monitor, 1 if mode == "min" else -1)
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"monitor must be the name of a logged quantity such as 'val_loss', got {monitor!r}")
+    path = _keras_path(path)
+    folder = os.path.dirname(path) or "."
+    try:  # now, not at the end of the first epoch
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"path: cannot create the folder {folder!r} for {path!r}: {error.strerror}") from error
+    return _checkpoint_class(flavours.detect(model))(path, monitor, 1 if mode == "min" else -1)
 
 
 class _BestCheckpoint:
@@ -118,18 +156,32 @@ class _BestCheckpoint:
         super().__init__()
         self.path, self.monitor, self.sign = path, monitor, sign
         self.best = math.inf  # sign * the best value seen
+        self.warned = False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is None:
-            warnings.warn(
-                f"best_checkpoint: {self.monitor!r} is not logged (logged: {sorted(logs or {})}); nothing saved",
-                stacklevel=2,
-            )
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is not None:
+            if self.sign * float(value) < self.best:
+                self.best = self.sign * float(value)
+                save_atomically(self.model, self.path)
             return
-        if self.sign * float(value) < self.best:
-            self.best = self.sign * float(value)
-            save_atomically(self.model, self.path)
+        # Never end a fit with nothing saved: keep the latest model, and say why it is not the best.
+        save_atomically(self.model, self.path)
+        if self.monitor.startswith("val_") and self.monitor[4:] in logs:
+            if not self.warned:
+                self.warned = True
+                warnings.warn(
+                    f"best_checkpoint: {self.monitor!r} is not logged because fit has no validation data; saving "
+                    f"each epoch's model to {self.path} instead of the best (pass validation_data, or monitor="
+                    f"{self.monitor[4:]!r})",
+                    stacklevel=2,
+                )
+            return
+        raise ValueError(
+            f"best_checkpoint: monitor={self.monitor!r} is not logged (logged: {sorted(logs)}); this epoch's model "
+            f"was saved to {self.path}; pass one of the logged names"
+        )
 
 
 @functools.cache

@@ -40,8 +40,8 @@ def test_max_mode_and_bad_arguments(tmp_path):
     callback.on_epoch_end(0, {"val_accuracy": 0.5})
     callback.on_epoch_end(1, {"val_accuracy": 0.7})
     assert callback.best == -0.7
-    with pytest.warns(UserWarning, match="'val_accuracy' is not logged"):
-        callback.on_epoch_end(2, {"loss": 1.0})
+    with pytest.warns(UserWarning, match="'val_accuracy' is not logged because fit has no validation data"):
+        callback.on_epoch_end(2, {"loss": 1.0, "accuracy": 0.1})
     with pytest.raises(ValueError, match="must end in '.keras'"):
         best_checkpoint(model, tmp_path / "best.h5")
     with pytest.raises(ValueError, match="mode must be"):
@@ -86,6 +86,8 @@ def test_a_process_killed_while_saving_never_leaves_a_corrupt_best_file(tmp_path
     model = load_checkpoint(path)  # the last completed save, whole
     bias = model.get_layer("logits").bias.numpy()
     assert bias.min() == bias.max() >= kill_after_saves
+    save_atomically(model, path)  # the next save clears what the killed one left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
 
 
 def test_inside_fit_it_keeps_the_best_epoch(flavour, tmp_path):
@@ -98,3 +100,31 @@ def test_inside_fit_it_keeps_the_best_epoch(flavour, tmp_path):
     best = min(history.history["val_loss"])
     reloaded = load_checkpoint(path)
     assert reloaded.evaluate(x, x, verbose=0) == pytest.approx(best, rel=1e-5)
+
+
+def test_without_validation_data_every_epoch_is_saved_with_one_warning(flavour, tmp_path):
+    model = build_lstm(12, units=4, num_layers=1, flavour=flavour)
+    x = np.random.default_rng(0).integers(0, 12, (16, 6))
+    path = tmp_path / "best.keras"
+    with pytest.warns(UserWarning, match="no validation data") as said:  # it saved nothing, the whole fit
+        model.fit(x, x, epochs=2, verbose=0, callbacks=[best_checkpoint(model, path)])
+    assert len([w for w in said if "best_checkpoint" in str(w.message)]) == 1
+    np.testing.assert_allclose(load_checkpoint(path).predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_misspelled_monitor_stops_after_the_first_epoch_with_its_model_saved(flavour, tmp_path):
+    model = build_lstm(12, units=4, num_layers=1, flavour=flavour)
+    x = np.random.default_rng(0).integers(0, 12, (16, 6))
+    path = tmp_path / "best.keras"
+    with pytest.raises(ValueError, match=r"monitor='val_los' is not logged \(logged: \['loss', 'val_loss'\]\)"):
+        model.fit(x, x, validation_data=(x, x), epochs=3, verbose=0, callbacks=[best_checkpoint(model, path, monitor="val_los")])
+    assert path.exists()
+
+
+def test_the_folder_is_made_or_refused_when_the_callback_is(tmp_path):
+    model = build_lstm(12, units=4, num_layers=1)
+    best_checkpoint(model, tmp_path / "new" / "deeper" / "best.keras")
+    assert (tmp_path / "new" / "deeper").is_dir()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError, match="path: cannot create the folder"):  # it failed at the end of epoch 1
+        best_checkpoint(model, tmp_path / "file" / "best.keras")
