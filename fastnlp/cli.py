@@ -12,6 +12,26 @@ from fastnlp.quiet import quiet_command_output
 __all__ = ["main"]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnlp", description="Composable, measured training speedups for Keras LSTMs.")
     common = argparse.ArgumentParser(add_help=False)
@@ -29,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "(fastnlp.load_checkpoint loads it) and OUT/vocabulary.json.",
     )
     train.add_argument("corpus", metavar="CORPUS", help="UTF-8 text file")
-    train.add_argument("--budget", type=float, required=True, metavar="SECONDS", help="training seconds, from the first step")
+    train.add_argument("--budget", type=_positive_seconds, required=True, metavar="SECONDS", help="training seconds, from the first step")
     train.add_argument("--out", default="fastnlp-model", help="output folder (default: %(default)s)")
     train.add_argument("--flavour", choices=("keras", "tf_keras"), default="keras", help="Keras flavour of the model (default: %(default)s)")
     demo = commands.add_parser(
@@ -42,9 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--corpus", metavar="FILE", help="UTF-8 text file (default: Python's bundled documentation)")
     demo.add_argument("--quick", action="store_true", help="a 12-second budget each: about a minute on 2 cores")
-    demo.add_argument("--budget", type=float, metavar="SECONDS", help="training seconds for each recipe (default 75)")
-    demo.add_argument("--blog-units", type=int, help="LSTM units per layer of the blog recipe (default 128)")
-    demo.add_argument("--max-chars", type=int, help="use only the first N characters of the corpus")
+    demo.add_argument("--budget", type=_positive_seconds, metavar="SECONDS", help="training seconds for each recipe (default 75)")
+    demo.add_argument("--blog-units", type=_positive_int, help="LSTM units per layer of the blog recipe (default 128)")
+    demo.add_argument("--max-chars", type=_positive_int, help="use only the first N characters of the corpus")
     demo.add_argument("--out", default="fastnlp-demo", help="output folder (default: %(default)s)")
     bench = commands.add_parser(
         "bench",
@@ -57,9 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--corpus", metavar="FILE", help="UTF-8 text (char_lm) or text<TAB>label lines (classify); default: Python's bundled docs")
     bench.add_argument("--task", choices=("char_lm", "classify"), default="char_lm")
     bench.add_argument("--quick", action="store_true", help="a tiny model and a few seconds per configuration")
-    bench.add_argument("--budget", type=float, metavar="SECONDS", help="training seconds per configuration")
-    bench.add_argument("--units", type=int)
-    bench.add_argument("--layers", type=int)
+    bench.add_argument("--budget", type=_positive_seconds, metavar="SECONDS", help="training seconds per configuration")
+    bench.add_argument("--units", type=_positive_int)
+    bench.add_argument("--layers", type=_positive_int)
     bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations (and the baseline)")
     bench.add_argument("--out", default="fastnlp-bench", help="output folder (default: %(default)s)")
     bench.add_argument("--docs", metavar="PAGE", help="regenerate the bench section of this Markdown page")
@@ -71,9 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run COMMAND as N multi-worker workers on 127.0.0.1, each with its TF_CONFIG; when one fails, "
         "stop the others and start them all again (--restarts times).",
     )
-    launch.add_argument("--workers", type=int, default=2, help="number of workers (default: %(default)s)")
+    launch.add_argument("--workers", type=_positive_int, default=2, help="number of workers (default: %(default)s)")
     launch.add_argument("--restarts", type=int, default=0, help="start all workers again this many times after a failure")
-    launch.add_argument("--timeout", type=float, metavar="SECONDS", help="stop everything after this long")
+    launch.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS", help="stop everything after this long")
     launch.add_argument("--log-dir", help="write worker i's output to LOG_DIR/worker-i.log")
     launch.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="e.g. -- python train.py")
     return parser
@@ -93,13 +113,39 @@ def _demo(args: argparse.Namespace) -> int:
     changes = {"budget_s": args.budget, "blog_units": args.blog_units, "max_chars": args.max_chars, "verbose": 1 + args.verbose}
     settings = dataclasses.replace(settings, **{key: value for key, value in changes.items() if value is not None})
     if args.corpus:
-        with open(args.corpus, encoding="utf-8") as corpus_file:
-            text, corpus = corpus_file.read(), os.path.basename(args.corpus)
+        text, corpus = _read_corpus(args.corpus, "demo"), os.path.basename(args.corpus)
     else:
         text, corpus = demo.default_corpus()
+    if text is None or not _make_out_folder(args.out, "demo"):
+        return 2
     print(f"corpus: {corpus}, {len(text)} characters")
-    demo.run_demo(text, corpus, settings, args.out)
+    try:
+        demo.run_demo(text, corpus, settings, args.out)
+    except ValueError as error:  # a corpus too short, found before anything trains
+        print(f"fastnlp demo: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _read_corpus(path: str, command: str) -> str | None:
+    """The text of ``path``, or None after a one-line error naming it."""
+    try:
+        with open(path, encoding="utf-8") as corpus_file:
+            return corpus_file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        print(f"fastnlp {command}: cannot read {path} as UTF-8 text: {reason}", file=sys.stderr)
+        return None
+
+
+def _make_out_folder(path: str, command: str) -> bool:
+    """Create ``--out`` before any work (False after a one-line error)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        print(f"fastnlp {command}: cannot create --out {path}: {error.strerror or error}", file=sys.stderr)
+        return False
+    return True
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -115,18 +161,20 @@ def _bench(args: argparse.Namespace) -> int:
         changes = {"task": args.task, "budget_s": args.budget, "units": args.units, "num_layers": args.layers}
         settings = dataclasses.replace(settings, **{key: value for key, value in changes.items() if value is not None})
         corpus = args.corpus
+        if corpus is None and args.task == "classify":
+            print("fastnlp bench: --task classify needs --corpus FILE (text<TAB>label lines)", file=sys.stderr)
+            return 2
+        if (corpus is not None and _read_corpus(corpus, "bench") is None) or not _make_out_folder(args.out, "bench"):
+            return 2
         if corpus is None:
-            if args.task == "classify":
-                print("fastnlp bench: --task classify needs --corpus FILE (text<TAB>label lines)", file=sys.stderr)
-                return 2
             from fastnlp.demo import default_corpus
 
             corpus = os.path.join(args.out, "corpus.txt")
-            os.makedirs(args.out, exist_ok=True)
             with open(corpus, "w", encoding="utf-8") as file:
                 file.write(default_corpus()[0])
         record = bench.run_bench(corpus, settings, only=args.only)
-    os.makedirs(args.out, exist_ok=True)
+    if not _make_out_folder(args.out, "bench"):
+        return 2
     if not args.from_json:
         with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as file:
             json.dump(record, file, indent=1)
@@ -141,21 +189,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     import json
-    import math
 
-    if not 0 < args.budget < math.inf:
-        print(f"fastnlp train: --budget must be a positive number of seconds, got {args.budget:g}", file=sys.stderr)
-        return 2
-    try:
-        with open(args.corpus, encoding="utf-8") as corpus_file:
-            text = corpus_file.read()
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"fastnlp train: cannot read {args.corpus} as UTF-8 text: {error}", file=sys.stderr)
-        return 2
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as error:
-        print(f"fastnlp train: cannot create --out {args.out}: {error}", file=sys.stderr)
+    text = _read_corpus(args.corpus, "train")
+    if text is None or not _make_out_folder(args.out, "train"):
         return 2
     from fastnlp.checkpoint import save_atomically
     from fastnlp.training import choose_recipe, train_char_lm

@@ -249,6 +249,7 @@ def run_demo(text: str, corpus: str, settings: DemoSettings, out_dir: str) -> di
     if settings.max_chars:
         text = text[: settings.max_chars]
     HeldOut.from_text(text, settings.validation_contexts)  # too short a corpus fails here, before any training
+    os.makedirs(out_dir, exist_ok=True)  # and an --out that cannot be made
     say = print if settings.verbose else lambda *_args, **_kwargs: None
     say(f"each recipe trains {settings.budget_s:g} s on {len(text)} characters (the last 10% held out)", flush=True)
     recipes = {}
@@ -260,7 +261,6 @@ def run_demo(text: str, corpus: str, settings: DemoSettings, out_dir: str) -> di
         "corpus": corpus, "chars": len(text), "budget_s": settings.budget_s, "settings": asdict(settings),
         "machine": machine_summary(), "recipes": recipes,
     }
-    os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as out:
         json.dump(results, out, indent=1, ensure_ascii=False)
     plot_curves(results, os.path.join(out_dir, "loss_vs_time.png"))

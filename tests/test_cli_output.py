@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from fastnlp.quiet import is_native_log_line
 
 
@@ -60,3 +62,41 @@ print(state() == before, before[1])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=fresh_user_environment())
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["True", "None"]
+
+
+def refusal(capsys, *arguments):
+    """(exit code, stderr) of the CLI on ``arguments``, run in this process: nothing may train first."""
+    from fastnlp.cli import main
+
+    try:
+        code = main(list(arguments))
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def test_bad_command_arguments_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import fastnlp.demo
+
+    monkeypatch.setattr(fastnlp.demo, "run_demo", lambda *a, **k: pytest.fail("trained before refusing"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    cases = [
+        (("demo", "--out", str(blocker / "out")), "fastnlp demo: cannot create --out"),
+        (("demo", "--max-chars", "0"), "argument --max-chars: must be a positive integer, got 0"),
+        (("demo", "--budget", "-5"), "argument --budget: must be a positive, finite number of seconds"),
+        (("demo", "--blog-units", "-1"), "argument --blog-units: must be a positive integer"),
+        (("demo", "--corpus", str(tmp_path / "missing.txt")), "fastnlp demo: cannot read"),
+        (("demo", "--corpus", str(binary)), "fastnlp demo: cannot read"),
+        (("bench", "--units", "-1"), "argument --units: must be a positive integer"),
+        (("bench", "--corpus", str(binary)), "fastnlp bench: cannot read"),
+        (("bench", "--out", str(blocker / "out")), "fastnlp bench: cannot create --out"),
+        (("train", str(binary), "--budget", "3"), "fastnlp train: cannot read"),
+        (("launch", "--workers", "0", "--", "python", "-c", "pass"), "argument --workers: must be a positive integer"),
+    ]
+    for arguments, message in cases:
+        code, err = refusal(capsys, *arguments)
+        assert code == 2 and message in err.strip().splitlines()[-1], (arguments, err)  # one line says it
+        assert "Traceback" not in err, err

@@ -130,12 +130,20 @@ def test_train_command_writes_a_loadable_model_and_vocabulary(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "arguments, message",
-    [(["--budget", "-5"], "--budget must be"), (["--budget", "3"], "cannot read"), (["--budget", "inf"], "--budget must be")],
+    [
+        (["--budget", "-5"], "argument --budget: must be a positive, finite number of seconds, got -5"),
+        (["--budget", "3"], "cannot read"),
+        (["--budget", "inf"], "argument --budget: must be a positive, finite"),
+    ],
 )
 def test_train_command_refuses_bad_arguments_before_training(tmp_path, capsys, arguments, message):
     missing = str(tmp_path / "missing.txt")
     if message != "cannot read":
         missing = str(tmp_path / "corpus.txt")
         (tmp_path / "corpus.txt").write_text("abc" * 100, encoding="utf-8")
-    assert main(["train", missing, *arguments, "--out", str(tmp_path / "out")]) == 2
+    try:
+        code = main(["train", missing, *arguments, "--out", str(tmp_path / "out")])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = exit_.code
+    assert code == 2
     assert message in capsys.readouterr().err
