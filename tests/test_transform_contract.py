@@ -72,12 +72,24 @@ def test_input_model_and_global_state_are_untouched(transform, flavour):
     assert bool(changed_flavour) == (result_flavour(transform, flavour) != flavour)  # said when, and only when, it changes
 
 
-def test_result_fits_two_steps(transform, flavour):
+def user_loss(y_true, y_pred):
+    """A loss Keras knows by no name: a transform must carry the function itself over."""
+    import tensorflow as tf
+
+    y_true = tf.one_hot(tf.cast(y_true, tf.int32), tf.shape(y_pred)[-1])
+    return -tf.reduce_mean(tf.reduce_sum(y_true * tf.math.log(tf.cast(y_pred, tf.float32) + 1e-7), axis=-1))
+
+
+def test_result_fits_two_steps_with_the_users_own_loss_function_and_lambda_metric(transform, flavour):
+    import tensorflow as tf
+
     example = transform.example(flavour)
-    result = transform.func(example.model, **transform.try_kwargs)
+    mean_prediction = lambda y_true, y_pred: tf.reduce_mean(tf.cast(y_pred, tf.float32))  # noqa: E731
+    example.model.compile(optimizer=type(example.model.optimizer)(learning_rate=1e-3), loss=user_loss, metrics=[mean_prediction])
+    result = transform.func(example.model, **transform.try_kwargs)  # every transform failed: "Could not locate function"
     history = result.fit(example.x, example.y, batch_size=len(example.x) // 2, epochs=1, verbose=0)
-    assert int(result.optimizer.iterations.numpy()) == 2
-    assert np.isfinite(history.history["loss"]).all()
+    assert int(result.optimizer.iterations.numpy()) == 2 and np.isfinite(history.history["loss"]).all()
+    assert flavours.compile_arguments(result)["loss"] is user_loss
 
 
 def test_save_and_load_give_equal_predictions(transform, flavour, tmp_path):
