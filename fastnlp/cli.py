@@ -217,7 +217,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from fastnlp.launch import WorkerFailure, launch_local_workers
+    from fastnlp.launch import LauncherStopped, WorkerFailure, launch_local_workers
 
     command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else args.worker_command
     if not command:
@@ -225,7 +225,10 @@ def _launch(args: argparse.Namespace) -> int:
         return 2
     try:
         attempts = launch_local_workers(command, args.workers, restarts=args.restarts, timeout_s=args.timeout, log_dir=args.log_dir)
-    except (WorkerFailure, TimeoutError) as error:
+    except LauncherStopped as stopped:
+        print(f"fastnlp launch: {stopped}", file=sys.stderr)
+        return 128 + stopped.signum
+    except (WorkerFailure, TimeoutError, OSError) as error:
         print(f"fastnlp launch: {error}", file=sys.stderr)
         return 1
     print(f"fastnlp launch: {args.workers} workers finished after {attempts} attempt(s)", file=sys.stderr)

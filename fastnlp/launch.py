@@ -3,27 +3,46 @@ training out (``python -m fastnlp launch --workers 2 -- python train.py``).
 
 Synchronous data parallelism stops when one worker dies, so, like a cluster manager, the launcher
 then stops the others and starts them all again (``restarts`` times); a script trained with
-``distribute(..., backup_dir=...)`` resumes from its last completed epoch. Every worker is killed
-when the launcher leaves, whatever the reason.
+``distribute(..., backup_dir=...)`` resumes from its last completed epoch. Every worker is stopped
+when the launcher leaves, whatever the reason: an error, Ctrl-C, ``SIGTERM`` or ``SIGHUP``.
+
+TensorFlow's worker server listens on every network interface (its address in ``TF_CONFIG``
+does not change that) and, as TensorFlow's SECURITY.md says, runs whatever graph it is sent. So on
+Linux the workers run in a network namespace of their own, where the only interface is their
+loopback: nothing outside can reach their ports (nor can they reach the network).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["WorkerFailure", "free_ports", "launch_local_workers", "local_tf_config"]
+__all__ = ["LauncherStopped", "WorkerFailure", "free_ports", "launch_local_workers", "local_tf_config"]
 
 
 class WorkerFailure(RuntimeError):
     """A worker failed and no restart was left."""
+
+
+class LauncherStopped(RuntimeError):
+    """The launcher got ``SIGTERM`` or ``SIGHUP``; its workers were stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}; the workers were stopped too")
+        self.signum = signum
 
 
 def free_ports(count: int) -> list[int]:
@@ -64,6 +83,7 @@ def launch_local_workers(
     timeout_s: float | None = None,
     log_dir: str | os.PathLike | None = None,
     env: dict[str, str] | None = None,
+    isolate_network: bool | None = None,
 ) -> int:
     """Run ``command`` as ``num_workers`` workers on 127.0.0.1 until all exit 0; return the attempts it took.
 
@@ -79,6 +99,10 @@ def launch_local_workers(
         log_dir: write worker ``i``'s output to ``log_dir/worker-i.log`` (appended per attempt)
             instead of this process's output.
         env: environment of the workers (default: this process's).
+        isolate_network: run the workers in a network namespace of their own (Linux), so that
+            their servers, which listen on every interface, are reachable only from each other.
+            ``None``: when this machine allows it, else a warning; ``True``: always, or an error;
+            ``False``: never (the ports are open to the network).
 
     Returns:
         How many attempts it took (1 when nothing failed).
@@ -87,14 +111,45 @@ def launch_local_workers(
         ValueError: fewer than one worker, a negative ``restarts`` or an empty command.
         WorkerFailure: a worker failed with no restart left.
         TimeoutError: ``timeout_s`` passed.
+        LauncherStopped: ``SIGTERM`` or ``SIGHUP`` arrived (the workers were stopped first).
+        OSError: ``isolate_network=True`` on a machine that cannot isolate them.
 
     Examples:
         >>> import sys
         >>> launch_local_workers([sys.executable, "-c", "import os; assert 'TF_CONFIG' in os.environ"], 2)
         1
     """
-    if num_workers < 1 or restarts < 0 or not command:
-        raise ValueError("need a command, at least one worker and restarts >= 0")
+    if isinstance(command, (str, bytes)) or not command:
+        raise ValueError(f"command must be a list of program and arguments, e.g. [sys.executable, 'train.py'], got {command!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
+    settings = {"command": [os.fspath(part) for part in command], "num_workers": num_workers, "restarts": restarts,
+                "timeout_s": timeout_s, "log_dir": None if log_dir is None else os.fspath(log_dir), "env": env}
+    if isolate_network is False or os.environ.get(_ISOLATED) == "1":
+        with _stop_on_termination():
+            return _supervise(**settings)
+    problem = _isolation_problem()
+    if problem is None:
+        try:
+            return _supervise_isolated(settings)
+        except _CannotIsolate as error:
+            problem = str(error)
+    if isolate_network:
+        raise OSError(f"isolate_network=True, but the workers cannot be isolated here: {problem}")
+    warnings.warn(
+        f"launch_local_workers: the workers' TensorFlow servers listen on every network interface and run what "
+        f"they are sent; they cannot be isolated here ({problem}). Use a machine or container with no untrusted "
+        f"network, or pass isolate_network=False to silence this",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    with _stop_on_termination():
+        return _supervise(**settings)
+
+
+def _supervise(command: list, num_workers: int, restarts: int, timeout_s: float | None, log_dir: str | None, env: dict | None) -> int:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     for attempt in range(restarts + 1):
         workers = _start(command, num_workers, attempt, log_dir, env)
@@ -106,6 +161,116 @@ def launch_local_workers(
             return attempt + 1
         print(f"fastnlp launch: worker {failed} failed (attempt {attempt + 1}); stopping the others", file=sys.stderr)
     raise WorkerFailure(f"a worker failed on each of {restarts + 1} attempt(s); see the workers' output")
+
+
+@contextlib.contextmanager
+def _stop_on_termination() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`LauncherStopped`, so that the ``finally`` that stops the
+    workers runs: by default those signals end the process at once and the workers live on."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise LauncherStopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+_ISOLATED = "FASTNLP_LAUNCH_ISOLATED"  # set inside the namespace: the supervisor there runs the workers itself
+
+
+class _CannotIsolate(OSError):
+    pass
+
+
+def _isolation_problem() -> str | None:
+    """Why this machine cannot give the workers a network namespace (None: it can try)."""
+    if not sys.platform.startswith("linux"):
+        return f"network namespaces are Linux's; this is {sys.platform}"
+    if not os.path.exists("/proc/self/ns/net"):
+        return "no /proc/self/ns/net"
+    return None
+
+
+def _enter_network_namespace() -> None:
+    """In the child, before exec: a new network namespace (and, unprivileged, a user namespace to own it)."""
+    clone_newnet, clone_newuser = 0x40000000, 0x10000000
+    uid, gid = os.getuid(), os.getgid()
+    if _LIBC.unshare(clone_newnet if uid == 0 else clone_newnet | clone_newuser) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
+    if uid != 0:  # be root inside the user namespace, which network setup needs
+        for path, line in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"0 {uid} 1"), ("/proc/self/gid_map", f"0 {gid} 1")):
+            descriptor = os.open(path, os.O_WRONLY)
+            try:
+                os.write(descriptor, line.encode())
+            finally:
+                os.close(descriptor)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _bring_loopback_up() -> None:
+    """A new network namespace starts with its loopback down: bring ``lo`` up (ioctl SIOCSIFFLAGS)."""
+    import fcntl  # Unix only, like the namespace itself
+
+    get_flags, set_flags, interface_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14s", b"lo", 0, bytes(14))
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, get_flags, request)[:18])[1]
+        fcntl.ioctl(sock, set_flags, struct.pack("16sH14s", b"lo", flags | interface_up, bytes(14)))
+
+
+def _supervise_isolated(settings: dict) -> int:
+    """Run :func:`_supervise` in a child process inside a new network namespace; its result, or its error."""
+    with tempfile.TemporaryDirectory(prefix="fastnlp-launch-") as folder:
+        request, answer = Path(folder) / "settings.json", Path(folder) / "result.json"
+        request.write_text(json.dumps(settings), encoding="utf-8")
+        try:
+            supervisor = subprocess.Popen(
+                [sys.executable, "-m", "fastnlp.launch", str(request), str(answer)],
+                env={**os.environ, _ISOLATED: "1"}, preexec_fn=_enter_network_namespace,  # noqa: PLW1509 - unshare must run in the child
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            raise _CannotIsolate(f"creating a network namespace failed: {error}") from error
+        with _stop_on_termination():
+            try:
+                code = supervisor.wait()
+            except BaseException:
+                supervisor.terminate()  # its own handler stops the workers
+                try:
+                    supervisor.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    supervisor.kill()
+                raise
+        result = json.loads(answer.read_text(encoding="utf-8")) if answer.exists() else {"error": "RuntimeError", "message": f"the launcher inside the namespace exited {code}"}
+    if "attempts" in result:
+        return result["attempts"]
+    errors = {"WorkerFailure": WorkerFailure, "TimeoutError": TimeoutError, "_CannotIsolate": _CannotIsolate}
+    raise errors.get(result["error"], RuntimeError)(result["message"])
+
+
+def _isolated_main(request: str, answer: str) -> int:
+    """Inside the namespace: bring loopback up, supervise the workers, write the result for the parent."""
+    try:
+        _bring_loopback_up()
+    except OSError as error:
+        outcome = {"error": "_CannotIsolate", "message": f"bringing up the namespace's loopback failed: {error}"}
+    else:
+        settings = json.loads(Path(request).read_text(encoding="utf-8"))
+        try:
+            with _stop_on_termination():
+                outcome = {"attempts": _supervise(**settings)}
+        except (WorkerFailure, TimeoutError, LauncherStopped) as error:
+            outcome = {"error": type(error).__name__, "message": str(error)}
+    Path(answer).write_text(json.dumps(outcome), encoding="utf-8")
+    return 0
 
 
 def _start(command: Sequence[str], num_workers: int, attempt: int, log_dir: str | os.PathLike | None, env: dict | None) -> list:
@@ -157,3 +322,7 @@ def _signal_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)  # the worker and anything it started
     except ProcessLookupError:
         pass  # already gone
+
+
+if __name__ == "__main__":  # the supervisor inside the workers' network namespace
+    sys.exit(_isolated_main(sys.argv[1], sys.argv[2]))

@@ -3,6 +3,7 @@ on 127.0.0.1 (one per flavour, and a worker killed with SIGKILL and restarted)."
 
 import functools
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -217,3 +218,44 @@ def test_speedups_applied_after_distribute_keep_the_strategy_and_prune_must_come
     x, y = data()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert set(fastnlp.weight_sparsity(fastnlp.strip_pruning(model)).values()) == {0.5}
+
+
+# --- the launcher: isolated ports, no orphaned workers --------------------------------------------
+
+RECORD_WORKER = (
+    "import os, sys, time\n"
+    "folder = sys.argv[1]\n"
+    "open(os.path.join(folder, f'{os.getpid()}.netns'), 'w').write(os.readlink('/proc/self/ns/net'))\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux's")
+def test_workers_run_in_a_network_namespace_of_their_own(tmp_path):
+    # TensorFlow's worker server binds every interface: the launcher's workers were reachable from the network
+    assert launch_local_workers([sys.executable, "-c", RECORD_WORKER, str(tmp_path), "0"], 2) == 1
+    namespaces = {path.read_text() for path in tmp_path.glob("*.netns")}
+    assert len(list(tmp_path.glob("*.netns"))) == 2 and len(namespaces) == 1  # both workers share one namespace
+    assert namespaces != {os.readlink("/proc/self/ns/net")}  # ... which is not this machine's network
+
+
+def test_sigterm_to_the_launcher_stops_its_workers(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "fastnlp", "launch", "--workers", "2", "--", sys.executable, "-c", RECORD_WORKER, str(tmp_path), "120"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("*.netns"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pids = [int(path.name.split(".")[0]) for path in tmp_path.glob("*.netns")]
+    assert len(pids) == 2, "the workers did not start"
+    launcher.send_signal(signal.SIGTERM)  # what kill, a scheduler or a container stop sends
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err, err
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # they used to live on, holding their ports
+            os.kill(pid, 0)
