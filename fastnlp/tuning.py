@@ -167,7 +167,8 @@ def tune(
 
     Raises:
         ValueError: an uncompiled model, an empty dataset, a non-positive count or batch size,
-            or speedups that cannot be combined.
+            speedups that cannot be combined, or a dataset the input model cannot train on
+            (unbatched, without labels, labels out of range: the input's own measurement fails).
         TypeError: a dataset that is not a ``tf.data.Dataset``, or a model fastnlp cannot rebuild.
 
     Examples:
@@ -202,6 +203,11 @@ def tune(
         return dataclasses.replace(measured, batch_size=size, within_budget=not over, note=note)
 
     baseline = measure("input", [], None)
+    if baseline.samples_per_s is None:  # nothing can be compared with it, and every candidate would fail alike
+        raise ValueError(
+            f"tune: the input model cannot train on dataset ({baseline.note}); check that dataset yields "
+            f"batches of (inputs, labels) the model accepts"
+        )
     measurements = [baseline]
     for name, speedups, size in candidates:
         if time.perf_counter() > deadline:

@@ -161,3 +161,14 @@ def test_bad_batch_settings_raise():
         tune(model, char_lm_data(), [], batch_sizes=[0])
     with pytest.raises(ValueError, match="memory_budget_mb must be positive"):
         tune(model, char_lm_data(), [], memory_budget_mb=0)
+
+
+def test_a_dataset_the_input_cannot_train_on_is_an_error_not_a_choice():
+    model = build_lstm(20, units=8, num_layers=1)
+    ids = np.random.default_rng(0).integers(0, 20, (16, 6)).astype("int32")
+    unbatched = tf.data.Dataset.from_tensor_slices((ids, ids))
+    no_labels = tf.data.Dataset.from_tensor_slices(ids).batch(8)
+    out_of_range = tf.data.Dataset.from_tensor_slices((ids, ids + 100)).batch(8)
+    for dataset in (unbatched, no_labels, out_of_range):  # each returned best='input' with every row failed
+        with pytest.raises(ValueError, match="the input model cannot train on dataset"):
+            tune(model, dataset, [SPE4], steps=2, warmup_steps=1)
