@@ -84,6 +84,7 @@ def test_options_cut_and_clean():
         ({"texts": ["a", "b"], "labels": [0, 2], "num_classes": 2}, ValueError, r"labels\[1\] is 2"),
         ({"texts": ["a"], "labels": [-1]}, ValueError, r"\[0, 0\)"),
         ({"texts": ["a"], "labels": [0.5]}, ValueError, "labels must be integers"),
+        ({"texts": ["a", "b"], "labels": [0, 2**40]}, ValueError, r"below 2\*\*31; labels\[1\] is 1099511627776"),
         ({"texts": "just one text", "labels": [0]}, TypeError, "not a single text"),
         ({"texts": ["a"], "labels": [0], "batch_size": 0}, ValueError, "batch_size must be a positive integer"),
         ({"texts": ["a"], "labels": [0], "vocabulary": ["a", "b"]}, ValueError, "vocabulary must start with"),

@@ -207,6 +207,12 @@ def test_export_bad_calls():
     lite = LiteRTModel(to_tflite(model))
     with pytest.raises(ValueError, match=r"inputs must have shape \(n, 8\)"):
         lite.predict(np.zeros((2, SEQ + 1)))
+    with pytest.raises(TypeError, match="fractional parts"):  # 1.7 became 1
+        lite.predict(np.full((1, SEQ), 1.7))
+    with pytest.raises(ValueError, match="within int32's range"):  # 2**32 + 3 became 3
+        lite.predict(np.full((1, SEQ), 2**32 + 3, dtype=np.int64))
+    assert lite.predict(np.zeros((0, SEQ), "int32")).shape == (0, SEQ, VOCAB)  # it failed: nothing to concatenate
+    np.testing.assert_array_equal(lite.predict(np.ones((2, SEQ))), lite.predict(np.ones((2, SEQ), "int32")))
 
 
 @pytest.mark.parametrize("flavour", ["keras", "tf_keras"])

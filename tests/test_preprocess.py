@@ -89,3 +89,19 @@ def test_tinyshakespeare_gives_a_window_per_hundred_characters():
     data = char_lm_dataset(text, seq_len=100, batch_size=64)
     assert data.vocabulary.size == 65
     assert data.train_windows + data.validation_windows == (len(text) - 1) // 100
+
+
+def test_char_vocabulary_refuses_ids_it_cannot_decode_and_keeps_any_order():
+    from fastnlp.preprocess import CharVocabulary
+
+    vocabulary = CharVocabulary("ba")
+    assert vocabulary.encode("a").tolist() == [1]  # it was refused: the lookup assumed sorted chars
+    assert vocabulary.decode(vocabulary.encode("abba")) == "abba"
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 2\); ids\[0\] is -1"):  # it gave the last character
+        vocabulary.decode([-1])
+    with pytest.raises(ValueError, match="one sequence"):  # rows were run together
+        vocabulary.decode([[0, 1], [1, 0]])
+    with pytest.raises(TypeError, match="ids must be integers"):
+        vocabulary.decode([1.7])
+    with pytest.raises(ValueError, match="must be distinct"):
+        CharVocabulary("abca")

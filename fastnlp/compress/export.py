@@ -333,11 +333,18 @@ class LiteRTModel:
         return tuple(sorted({op["op_name"] for op in details}))
 
     def predict(self, inputs: Any) -> np.ndarray:
-        """The model's outputs for ``inputs`` (samples first), as one array."""
-        inputs = np.asarray(inputs, dtype=self._input["dtype"])
+        """The model's outputs for ``inputs`` (samples first), as one array.
+
+        Raises:
+            ValueError: the wrong shape, or integer ids the model's integer input cannot hold.
+            TypeError: ids with a fractional part for a model of integer ids (they were truncated).
+        """
+        inputs = self._checked(np.asarray(inputs))
         expected = tuple(self._input["shape"][1:])
         if inputs.ndim == 0 or tuple(inputs.shape[1:]) != expected:
             raise ValueError(f"inputs must have shape (n, {', '.join(map(str, expected))}), got {inputs.shape}")
+        if len(inputs) == 0:
+            return np.zeros((0, *self._output["shape"][1:]), self._output["dtype"])
         outputs = []
         for start in range(0, len(inputs), self.batch_size):
             chunk = inputs[start : start + self.batch_size]
@@ -349,3 +356,16 @@ class LiteRTModel:
             self._interpreter.invoke()
             outputs.append(self._interpreter.get_tensor(self._output["index"])[:filled].copy())
         return np.concatenate(outputs)
+
+    def _checked(self, inputs: np.ndarray) -> np.ndarray:
+        """``inputs`` as the model's input dtype, refusing what a cast would change silently."""
+        dtype = np.dtype(self._input["dtype"])
+        if np.issubdtype(dtype, np.integer) and inputs.size:
+            if not (np.issubdtype(inputs.dtype, np.integer) or np.issubdtype(inputs.dtype, np.floating)):
+                raise TypeError(f"inputs must be integer ids, got {inputs.dtype}")
+            if np.issubdtype(inputs.dtype, np.floating) and not np.array_equal(inputs, np.round(inputs)):
+                raise TypeError("inputs must be integer ids; they have fractional parts (1.7 would become 1)")
+            limits = np.iinfo(dtype)
+            if inputs.min() < limits.min or inputs.max() > limits.max:
+                raise ValueError(f"inputs must be ids within {dtype.name}'s range [{limits.min}, {limits.max}]; got {inputs.max()}")
+        return inputs.astype(dtype)

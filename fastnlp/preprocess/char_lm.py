@@ -31,6 +31,13 @@ class CharVocabulary:
 
     chars: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.chars, str):
+            raise TypeError(f"chars must be a str of distinct characters, got {type(self.chars).__name__}")
+        if len(set(self.chars)) != len(self.chars):
+            repeated = sorted({c for c in self.chars if self.chars.count(c) > 1})
+            raise ValueError(f"chars must be distinct: {repeated[:10]!r} appear more than once")
+
     @classmethod
     def from_text(cls, text: str) -> CharVocabulary:
         """The sorted set of characters in ``text``."""
@@ -48,19 +55,45 @@ class CharVocabulary:
 
         Raises:
             ValueError: ``text`` holds characters outside the vocabulary (they are named).
+
+        Examples:
+            >>> CharVocabulary("ba").encode("ab").tolist()  # chars[i] has id i, in any order
+            [1, 0]
         """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         points = _code_points(text)
         table = _code_points(self.chars)
-        ids = np.searchsorted(table, points).astype(np.int32)
-        unknown = (ids >= len(table)) | (table[np.minimum(ids, len(table) - 1)] != points)
+        order = np.argsort(table, kind="stable")  # chars need not be sorted: look up in sorted order
+        positions = np.minimum(np.searchsorted(table[order], points), len(table) - 1)
+        unknown = table[order][positions] != points if len(table) else np.ones(len(points), bool)
         if unknown.any():
             missing = sorted({chr(p) for p in points[unknown]})
             raise ValueError(f"text holds {len(missing)} character(s) outside the vocabulary: {missing[:20]!r}")
-        return ids
+        return order[positions].astype(np.int32)
 
     def decode(self, ids: Any) -> str:
-        """The text of a sequence of ids."""
-        points = _code_points(self.chars)[np.asarray(ids, dtype=np.int64)]
+        """The text of one sequence of ids.
+
+        Raises:
+            ValueError: ``ids`` is not one sequence (for a batch, decode each row), or an id lies
+                outside ``[0, size)``.
+            TypeError: ``ids`` are not integers.
+
+        Examples:
+            >>> vocab = CharVocabulary("abc")
+            >>> vocab.decode([2, 0]), [vocab.decode(row) for row in [[0], [1]]]
+            ('ca', ['a', 'b'])
+        """
+        ids = np.asarray(ids)
+        if ids.ndim != 1:
+            raise ValueError(f"ids must be one sequence (1-D); got shape {ids.shape}: for a batch, decode each row")
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"ids must be integers, got {ids.dtype}")
+        outside = np.flatnonzero((ids < 0) | (ids >= self.size))
+        if outside.size:
+            raise ValueError(f"ids must lie in [0, {self.size}); ids[{outside[0]}] is {ids[outside[0]]}")
+        points = _code_points(self.chars)[ids.astype(np.int64)]
         return points.astype("<u4").tobytes().decode("utf-32-le", errors="surrogatepass")
 
 

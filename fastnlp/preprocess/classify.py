@@ -173,6 +173,9 @@ def _checked_texts_and_labels(texts: Any, labels: Any, num_classes: int | None) 
     outside = np.flatnonzero((labels < 0) | (labels >= limit))
     if outside.size:
         raise ValueError(f"labels must lie in [0, {limit}); labels[{outside[0]}] is {labels[outside[0]]}")
+    too_large = np.flatnonzero(labels > np.iinfo(np.int32).max)  # they are stored as int32: 2**40 became 0
+    if too_large.size:
+        raise ValueError(f"labels must be class indices below 2**31; labels[{too_large[0]}] is {labels[too_large[0]]}")
     return texts, labels.astype(np.int32)
 
 
