@@ -251,7 +251,7 @@ def distribute_dataset(
 
     Raises:
         TypeError: ``dataset`` is not a ``tf.data.Dataset``.
-        ValueError: both or neither batch size given, or one below 1.
+        ValueError: both or neither batch size given, or one below 1; ``dataset`` is already batched.
 
     Examples:
         >>> import tensorflow as tf
@@ -263,6 +263,12 @@ def distribute_dataset(
 
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(f"distribute_dataset expects a tf.data.Dataset of single examples, got {type(dataset).__name__}")
+    batching = _batching_step(dataset)
+    if batching is not None:  # batching it again made batches of batches
+        raise ValueError(
+            f"dataset is already batched (it has a {batching} step); distribute_dataset batches it itself: pass "
+            f"single examples, e.g. dataset.unbatch()"
+        )
     if (global_batch_size is None) == (per_replica_batch_size is None):
         raise ValueError("give exactly one of global_batch_size and per_replica_batch_size")
     size = global_batch_size if global_batch_size is not None else per_replica_batch_size
@@ -276,6 +282,23 @@ def distribute_dataset(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.batch(size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _batching_step(dataset: Any) -> str | None:
+    """The name of the last batching step in ``dataset``'s pipeline (None: none since the last unbatch).
+
+    tf.data records no "batched" flag, so this follows the chain of input datasets.
+    """
+    for _ in range(100):  # pipelines are short; a bound, not a limit anyone meets
+        name = type(dataset).__name__.lstrip("_")
+        if "Unbatch" in name:
+            return None
+        if "Batch" in name or "GroupByWindow" in name:
+            return name
+        dataset = getattr(dataset, "_input_dataset", None)
+        if dataset is None:
+            return None
+    return None
 
 
 def resolve_strategy(strategy: Any) -> Any:

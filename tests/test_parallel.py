@@ -120,6 +120,11 @@ def test_distribute_dataset_batch_sizes_and_bad_input():
         fastnlp.distribute_dataset(tf.data.Dataset.range(10), strategy, global_batch_size=0)
     with pytest.raises(TypeError, match="tf.data.Dataset"):
         fastnlp.distribute_dataset(np.arange(10), strategy, global_batch_size=2)
+    batched = tf.data.Dataset.range(10).batch(3).map(lambda x: x * 2).prefetch(1)
+    with pytest.raises(ValueError, match="already batched.*BatchDataset.*unbatch"):  # it made batches of batches
+        fastnlp.distribute_dataset(batched, strategy, global_batch_size=4)
+    again = fastnlp.distribute_dataset(batched.unbatch(), strategy, global_batch_size=4)
+    assert [b.numpy().tolist() for b in again][0] == [0, 2, 4, 6]
 
 
 def test_backup_resumes_fit_after_a_crash(tmp_path, flavour):
