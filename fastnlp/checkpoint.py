@@ -88,7 +88,8 @@ def load_checkpoint(path: str | os.PathLike, *, custom_objects: dict | None = No
         The model, in the flavour that saved it (tf_keras files also load fastnlp's pruned models).
 
     Raises:
-        ValueError: ``path`` does not end in ``.keras``, or (in safe mode) the file would run stored code.
+        ValueError: ``path`` does not end in ``.keras``, the file is damaged or not a Keras file
+            (the message names it), or (in safe mode) the file would run stored code.
         FileNotFoundError: no such file.
 
     Examples:
@@ -99,10 +100,18 @@ def load_checkpoint(path: str | os.PathLike, *, custom_objects: dict | None = No
         'tf_keras'
     """
     path = _keras_path(path)
-    with zipfile.ZipFile(path) as archive:
-        version = json.loads(archive.read("metadata.json"))["keras_version"]
-    flavour = "keras" if int(version.split(".")[0]) >= 3 else "tf_keras"
-    return flavours.load_model(path, flavour, safe_mode=safe_mode, custom_objects=custom_objects)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            version = json.loads(archive.read("metadata.json"))["keras_version"]
+        flavour = "keras" if int(str(version).split(".")[0]) >= 3 else "tf_keras"
+    except FileNotFoundError:
+        raise
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as error:  # truncated, overwritten, not Keras's
+        raise ValueError(f"{path} is not a readable .keras file ({type(error).__name__}: {error})") from error
+    try:
+        return flavours.load_model(path, flavour, safe_mode=safe_mode, custom_objects=custom_objects)
+    except (OSError, zipfile.BadZipFile, KeyError) as error:  # a damaged weights file inside the archive
+        raise ValueError(f"{path} is damaged: its model could not be read ({type(error).__name__}: {error})") from error
 
 
 def best_checkpoint(model: Any, path: str | os.PathLike, monitor: str = "val_loss", mode: str = "min") -> Any:

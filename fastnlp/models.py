@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
 from fastnlp import flavour as flavours
 from fastnlp import registry
-from fastnlp.validation import check_positive_int
+from fastnlp.validation import check_positive_int, check_positive_number
 
 __all__ = ["TASKS", "build_lstm"]
 
@@ -65,18 +66,19 @@ def build_lstm(
         ((None, 100, 65), 'mixed_bfloat16')
     """
     check_positive_int(vocab_size=vocab_size, units=units, num_layers=num_layers, embedding_dim=embedding_dim)
+    vocab_size, units, num_layers, embedding_dim = int(vocab_size), int(units), int(num_layers), int(embedding_dim)  # NumPy's too
     if vocab_size < 2:
         raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    if task == "classify" and (not isinstance(num_classes, int) or num_classes < 2):
+    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if task == "classify" and (not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 2):
         raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes!r}")
     if seq_len is not None:
         check_positive_int(seq_len=seq_len)
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        seq_len = int(seq_len)
+    check_positive_number(learning_rate=learning_rate)  # inf was accepted
     steps = registry.plan(speedups)  # reject bad speedups before building anything
     keras = flavours.keras_module(flavour)
     layers = keras.layers
@@ -88,7 +90,7 @@ def build_lstm(
         x = layers.LSTM(units, return_sequences=task == "char_lm" or not last, name=f"lstm_{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    outputs = num_classes if task == "classify" else vocab_size
+    outputs = int(num_classes) if task == "classify" else vocab_size
     x = layers.Dense(outputs, name="logits")(x)
     probabilities = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     model = keras.Model(ids, probabilities, name=f"lstm_{task}")

@@ -50,4 +50,7 @@ def applied_speedups(model: Any) -> tuple[str, ...]:
         >>> applied_speedups(build_lstm(10, units=4, num_layers=1, speedups=["enable_mixed_precision"]))[0][:24]
         'enable_mixed_precision(p'
     """
-    return _APPLIED.get(model, ())
+    try:
+        return _APPLIED.get(model, ())
+    except TypeError:  # None, a number, a str: no weak reference to them ("cannot create weak reference")
+        raise TypeError(f"applied_speedups expects a Keras model, got {type(model).__name__}") from None

@@ -152,6 +152,8 @@ def plan(speedups: Iterable[Any]) -> list[tuple[Transform, dict]]:
         >>> [t.name for t, kwargs in plan(["enable_mixed_precision"])]
         ['enable_mixed_precision']
     """
+    if isinstance(speedups, str):  # one name; iterating it read "use_xla" as the speedups 'u', 's', ...
+        speedups = [speedups]
     steps = [_lookup(spec) for spec in speedups]
     names = [t.name for t, _ in steps]
     for i, (transform, _) in enumerate(steps):

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 __all__ = ["check_positive_int", "check_positive_number"]
 
 
 def check_positive_int(**values: Any) -> None:
-    """Raise ``ValueError`` naming the first argument that is not a positive integer.
+    """Raise ``ValueError`` naming the first argument that is not a positive integer (NumPy's count).
 
     Examples:
+        >>> import numpy as np
+        >>> check_positive_int(units=np.int64(8))
         >>> check_positive_int(units=8, seq_len=0)
         Traceback (most recent call last):
         ...
         ValueError: seq_len must be a positive integer, got 0
     """
     for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or type(value).__name__ == "bool_" or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
@@ -32,5 +35,5 @@ def check_positive_number(**values: Any) -> None:
         ValueError: seconds must be a positive finite number, got inf
     """
     for name, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 < value < math.inf:
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")

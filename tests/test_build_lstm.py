@@ -122,3 +122,24 @@ def test_a_transform_is_registered_once(extra_transforms):
         registry.register(stage="wrappers")(fake_wrapper)
     with pytest.raises(ValueError, match="stage must be one of"):
         registry.register(stage="later")
+
+
+def test_numpy_integers_a_single_speedup_name_and_bad_rates():
+    import warnings
+
+    import numpy as np
+
+    from fastnlp import applied_speedups
+
+    model = build_lstm(np.int64(20), units=np.int32(8), num_layers=1, seq_len=np.int64(5))  # NumPy integers are integers
+    assert model.output_shape == (None, 5, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = build_lstm(20, units=8, num_layers=1, speedups="use_xla")  # it said "unknown speedup 'u'"
+    assert applied_speedups(fast)[0].startswith("use_xla")
+    with pytest.raises(ValueError, match="learning_rate must be a positive finite number, got inf"):
+        build_lstm(20, units=8, num_layers=1, learning_rate=float("inf"))
+    with pytest.raises(ValueError, match="dropout must be a number in"):
+        build_lstm(20, units=8, num_layers=1, dropout=None)
+    with pytest.raises(TypeError, match="applied_speedups expects a Keras model, got NoneType"):  # "cannot create weak reference"
+        applied_speedups(None)

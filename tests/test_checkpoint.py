@@ -128,3 +128,14 @@ def test_the_folder_is_made_or_refused_when_the_callback_is(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(ValueError, match="path: cannot create the folder"):  # it failed at the end of epoch 1
         best_checkpoint(model, tmp_path / "file" / "best.keras")
+
+
+def test_a_damaged_file_is_named_in_the_error(tmp_path):
+    model = build_lstm(12, units=4, num_layers=1)
+    path = tmp_path / "best.keras"
+    save_atomically(model, path)
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not a zip at all", whole.replace(b"metadata.json", b"metadata.jsoX")):
+        path.write_bytes(damaged)  # they gave a bare BadZipFile, KeyError or h5py error
+        with pytest.raises(ValueError, match=f"{path}.*(not a readable .keras file|is damaged)"):
+            load_checkpoint(path)

@@ -244,6 +244,13 @@ def test_workers_run_in_a_network_namespace_of_their_own(tmp_path):
     assert namespaces != {os.readlink("/proc/self/ns/net")}  # ... which is not this machine's network
 
 
+def test_launcher_arguments_are_checked_by_name():
+    with pytest.raises(ValueError, match="command must be a list of program and arguments"):  # PermissionError: '/'
+        launch_local_workers("python -c pass", 1)
+    with pytest.raises(ValueError, match="num_workers must be a positive integer"):
+        launch_local_workers([sys.executable, "-c", "pass"], 0)
+
+
 def test_sigterm_to_the_launcher_stops_its_workers(tmp_path):
     import signal
     import subprocess

@@ -105,3 +105,11 @@ def test_char_vocabulary_refuses_ids_it_cannot_decode_and_keeps_any_order():
         vocabulary.decode([1.7])
     with pytest.raises(ValueError, match="must be distinct"):
         CharVocabulary("abca")
+
+
+def test_char_lm_dataset_takes_numpy_integers():
+    import numpy as np
+
+    data = char_lm_dataset("abcdefgh" * 40, seq_len=np.int64(5), batch_size=np.int32(4))  # they were refused
+    ids, _ = next(iter(data.train))
+    assert tuple(ids.shape) == (4, 5)

@@ -9,6 +9,7 @@ prefetched ``tf.data`` pipeline.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,10 +163,12 @@ def char_lm_dataset(
     if not text:
         raise ValueError("text is empty")
     check_positive_int(seq_len=seq_len, batch_size=batch_size)
-    if not isinstance(seq_len_warmup, int) or isinstance(seq_len_warmup, bool) or seq_len_warmup < 0:
+    seq_len, batch_size = int(seq_len), int(batch_size)  # NumPy's integers too
+    if not isinstance(seq_len_warmup, numbers.Integral) or isinstance(seq_len_warmup, bool) or seq_len_warmup < 0:
         raise ValueError(f"seq_len_warmup must be a non-negative integer (batches), got {seq_len_warmup!r}")
-    if not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    seq_len_warmup = int(seq_len_warmup)
+    if not isinstance(validation_split, numbers.Real) or isinstance(validation_split, bool) or not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
     windows = (len(text) - 1) // seq_len
     if windows < 1:
         raise ValueError(f"text has {len(text)} characters, fewer than one window of seq_len + 1 = {seq_len + 1}")
