@@ -109,3 +109,13 @@ def test_undecodable_bytes_are_replaced_or_dropped_on_request(transform):
         assert [as_python(element) for element in dataset] == results[errors]
     assert "\ufffd" in str(results["replace"]) and "\ufffd" not in str(results["ignore"])
     assert "é" in str(results["ignore"])
+
+
+def test_lone_surrogates_are_refused_or_replaced_alike_by_both_engines(transform):
+    texts = ["fine", "a\ud800b c"]  # no UTF-8 form: the engines disagreed (one character against three)
+    for engine in ("python", "tensorflow"):
+        with pytest.raises(ValueError, match=r"texts\[1\]: a lone surrogate U\+D800 at character 1"):
+            call(transform, texts, engine=engine)
+    for errors in ("replace", "ignore"):
+        assert call(transform, texts, errors=errors, engine="tensorflow") == call(transform, texts, errors=errors, engine="python")
+    assert "\ufffd" in str(call(transform, texts, errors="replace")) and "\ufffd" not in str(call(transform, texts, errors="ignore"))

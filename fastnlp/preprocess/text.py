@@ -120,8 +120,9 @@ def clean_text(
         stopwords: an NLTK stopword list by language name (from installed NLTK data, else, for
             English, the copy fastnlp ships; never downloaded), your own words, or None to keep every word.
         engine: ``"auto"``, ``"python"`` or ``"tensorflow"`` (identical results; see the module docs).
-        errors: for bytes that are not UTF-8: ``"strict"`` raises naming the position,
-            ``"replace"`` puts U+FFFD, ``"ignore"`` drops them.
+        errors: for bytes that are not UTF-8 (and lone surrogates in a str, which have no UTF-8
+            form): ``"strict"`` raises naming the position, ``"replace"`` puts U+FFFD, ``"ignore"``
+            drops them.
         progress: a progress bar on stderr; by default for iterables over 4 MB.
 
     Returns:
@@ -357,9 +358,12 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
         yield items[start:]
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _decoded(text: str | bytes, errors: str, index: int | None) -> str:
     if isinstance(text, str):
-        return text
+        return text if text.isascii() else _without_lone_surrogates(text, errors, index)
     try:
         return text.decode("utf-8", errors)
     except UnicodeDecodeError as error:
@@ -368,6 +372,24 @@ def _decoded(text: str | bytes, errors: str, index: int | None) -> str:
             f"{where}invalid UTF-8 at byte {error.start} ({text[error.start:error.start + 4]!r}...); "
             f"pass errors='replace' or errors='ignore' to accept it"
         ) from None
+
+
+def _without_lone_surrogates(text: str, errors: str, index: int | None) -> str:
+    """``text`` without lone surrogates (code points no UTF-8 text holds), as ``errors`` says.
+
+    Left in, the Python engine kept one character where the TensorFlow engine, which works on
+    UTF-8, saw three invalid bytes: the engines disagreed on ``'a\\ud800b c'``.
+    """
+    found = _LONE_SURROGATE.search(text)
+    if found is None:
+        return text
+    if errors == "strict":
+        where = "" if index is None else f"texts[{index}]: "
+        raise ValueError(
+            f"{where}a lone surrogate U+{ord(found.group()):04X} at character {found.start()} is not text "
+            f"(it has no UTF-8 form); pass errors='replace' or errors='ignore' to accept it"
+        )
+    return _LONE_SURROGATE.sub("\ufffd" if errors == "replace" else "", text)
 
 
 # ---------------------------------------------------------------- the TensorFlow engine
