@@ -42,6 +42,7 @@ __all__ = [
     "leaf_layers",
     "load_model",
     "loss_scale_optimizer_class",
+    "reassemble",
     "rebuild",
     "require_compiled",
 ]
@@ -311,33 +312,15 @@ def convert(model: Any, to: Flavour):
     target = keras_module(to)
     if source == to:
         return rebuild(model)
-    check_rebuildable(model)
-    layers = [layer for layer in model.layers if not type(layer).__name__ == "InputLayer"]
-    if len(model.inputs) != 1:
-        raise TypeError(f"convert handles models with one input; {model.name!r} has {len(model.inputs)}")
-    (spec,) = model.inputs
-    input_layer = spec._keras_history[0]
-    inputs = target.Input(shape=tuple(spec.shape[1:]), dtype=_dtype_name(spec.dtype), name=input_layer.name)
-    tensors = {id(spec): inputs}  # each source tensor's counterpart; layers come in topological order
-    converted = []
-    for layer in layers:
+
+    def counterpart(layer: Any) -> Any:
         cls = getattr(target.layers, type(layer).__name__, None) or fastnlp_layers.counterpart(layer, to)
         if cls is None:
             raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) has no {to} counterpart")
-        new = cls.from_config(_portable_config(layer.get_config(), cls))
-        outputs = new(_counterparts(layer, tensors))
-        for old_tensor, new_tensor in zip(_flat(layer.output), _flat(outputs)):
-            tensors[id(old_tensor)] = new_tensor
-        converted.append((layer, new))
-    missing = [tensor for tensor in model.outputs if id(tensor) not in tensors]
-    if missing:
-        raise TypeError(
-            f"convert handles models in which each layer is called once; it could not follow {model.name!r}'s "
-            f"graph to its outputs (a layer called more than once?)"
-        )
-    outputs = [tensors[id(tensor)] for tensor in model.outputs]
-    result = target.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name)
-    for layer, new in converted:
+        return cls.from_config(_portable_config(layer.get_config(), cls))
+
+    result, pairs = reassemble(model, target, counterpart)
+    for layer, new in pairs:
         new.set_weights(layer.get_weights())
     arguments = compile_arguments(model)
     if arguments is not None:
@@ -359,6 +342,46 @@ def convert(model: Any, to: Flavour):
             metrics=_portable_compile_value(arguments.get("metrics")),
         )
     return result
+
+
+def reassemble(
+    model: Any, target: ModuleType, new_layer: Callable[[Any], Any], adapt: Callable[[Any, Any], Any] | None = None
+) -> tuple[Any, list[tuple[Any, Any]]]:
+    """``model``'s graph again in ``target``'s flavour: each layer replaced by ``new_layer(layer)``, called where it was.
+
+    Sequential models and one-input functional models whose layers are each called once (branches
+    included) can be reassembled. ``adapt(layer, inputs) -> inputs`` may change what a new layer is
+    called on. Returns the new, uncompiled model and the ``(layer, new layer)`` pairs, for the caller
+    to copy weights along.
+
+    Raises:
+        TypeError: a subclassed model, several inputs, or a layer called more than once.
+    """
+    check_rebuildable(model)
+    if len(model.inputs) != 1:
+        raise TypeError(f"fastnlp handles models with one input; {model.name!r} has {len(model.inputs)}")
+    (spec,) = model.inputs
+    inputs = target.Input(shape=tuple(spec.shape[1:]), dtype=_dtype_name(spec.dtype), name=spec._keras_history[0].name)
+    # A Sequential is a chain; its layers' .input may point at a graph from before the last add().
+    chain = isinstance(model, keras_module(detect(model)).Sequential)
+    tensors, latest, pairs = {id(spec): inputs}, inputs, []  # each source tensor's counterpart, in topological order
+    for layer in (layer for layer in model.layers if type(layer).__name__ != "InputLayer"):
+        new = new_layer(layer)
+        source = latest if chain else _counterparts(layer, tensors)
+        latest = new(adapt(layer, source) if adapt is not None else source)
+        if not chain:
+            for old_tensor, new_tensor in zip(_flat(layer.output), _flat(latest)):
+                tensors[id(old_tensor)] = new_tensor
+        pairs.append((layer, new))
+    if chain:
+        return target.Model(inputs, latest, name=model.name), pairs
+    if any(id(tensor) not in tensors for tensor in model.outputs):
+        raise TypeError(
+            f"fastnlp handles models in which each layer is called once; it could not follow {model.name!r}'s "
+            f"graph to its outputs (a layer called more than once?)"
+        )
+    outputs = [tensors[id(tensor)] for tensor in model.outputs]
+    return target.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name), pairs
 
 
 def _counterparts(layer: Any, tensors: dict) -> Any:

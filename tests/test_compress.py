@@ -314,3 +314,19 @@ def test_quantize_trains_a_gru_model_and_exports_it():
     assert type(qat.get_layer("quant_gru")).__name__ == "QuantizeWrapperV2"
     assert np.isfinite(history.history["loss"]).all()
     assert LiteRTModel(to_tflite(qat, "dynamic")).predict(x[:3]).shape == (3, SEQ, VOCAB)
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_an_lstm_on_narrow_inputs_is_quantized_too(flavour, monkeypatch):
+    import fastnlp.compress.export as export
+    from fastnlp.baseline import build_blog_model
+
+    model = build_blog_model(VOCAB, SEQ, units=32, num_layers=2, flavour=flavour)  # the blog's (T, 1) float input
+    x = np.random.default_rng(0).random((4, SEQ, 1)).astype("float32")
+    widened = to_tflite(model, "dynamic")
+    lite = LiteRTModel(widened)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=2e-2)
+    monkeypatch.setattr(export, "_widen_narrow_lstm_inputs", lambda exported: exported)
+    as_before = to_tflite(model, "dynamic")  # the first LSTM's 32 x 1 input weights kept the whole op float32
+    assert len(widened) < 0.8 * len(as_before)
