@@ -17,6 +17,7 @@ import zipfile
 from typing import Any
 
 from fastnlp import flavour as flavours
+from fastnlp.validation import check_mapping, checked_path
 
 __all__ = ["best_checkpoint", "load_checkpoint", "save_atomically"]
 
@@ -100,6 +101,7 @@ def load_checkpoint(path: str | os.PathLike, *, custom_objects: dict | None = No
         'tf_keras'
     """
     path = _keras_path(path)
+    check_mapping("custom_objects", custom_objects)
     try:
         with zipfile.ZipFile(path) as archive:
             version = json.loads(archive.read("metadata.json"))["keras_version"]
@@ -199,7 +201,7 @@ def _checkpoint_class(flavour: str) -> type:
 
 
 def _keras_path(path: str | os.PathLike) -> str:
-    path = os.fspath(path)
+    path = checked_path("path", path)
     if not path.endswith(".keras"):
         raise ValueError(f"path must end in '.keras' (the Keras v3 format), got {path!r}")
     return path

@@ -134,7 +134,7 @@ def _read_corpus(path: str, command: str) -> str | None:
             return corpus_file.read()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        print(f"fastnlp {command}: cannot read {path} as UTF-8 text: {reason}", file=sys.stderr)
+        print(f"fastnlp {command}: cannot read {path!r} as UTF-8 text: {reason}", file=sys.stderr)
         return None
 
 
@@ -143,7 +143,7 @@ def _make_out_folder(path: str, command: str) -> bool:
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as error:
-        print(f"fastnlp {command}: cannot create --out {path}: {error.strerror or error}", file=sys.stderr)
+        print(f"fastnlp {command}: cannot create --out {path!r}: {error.strerror or error}", file=sys.stderr)
         return False
     return True
 
@@ -154,8 +154,12 @@ def _bench(args: argparse.Namespace) -> int:
     from fastnlp import bench
 
     if args.from_json:
-        with open(args.from_json, encoding="utf-8") as file:
-            record = json.load(file)
+        try:
+            with open(args.from_json, encoding="utf-8") as file:
+                record = json.load(file)
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            print(f"fastnlp bench: cannot read --from-json {args.from_json!r}: {error}", file=sys.stderr)
+            return 2
     else:
         settings = bench.QUICK if args.quick else bench.BenchSettings()
         changes = {"task": args.task, "budget_s": args.budget, "units": args.units, "num_layers": args.layers}

@@ -30,6 +30,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from fastnlp.validation import check_mapping, check_positive_number, checked_path
+
 __all__ = ["LauncherStopped", "WorkerFailure", "free_ports", "launch_local_workers", "local_tf_config"]
 
 
@@ -119,14 +121,19 @@ def launch_local_workers(
         >>> launch_local_workers([sys.executable, "-c", "import os; assert 'TF_CONFIG' in os.environ"], 2)
         1
     """
-    if isinstance(command, (str, bytes)) or not command:
+    if isinstance(command, (str, bytes)) or not isinstance(command, Sequence) or not command:
         raise ValueError(f"command must be a list of program and arguments, e.g. [sys.executable, 'train.py'], got {command!r}")
+    if timeout_s is not None:
+        check_positive_number(timeout_s=timeout_s)
+    if log_dir is not None:
+        log_dir = checked_path("log_dir", log_dir)
+    check_mapping("env", env)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
         raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
     settings = {"command": [os.fspath(part) for part in command], "num_workers": num_workers, "restarts": restarts,
-                "timeout_s": timeout_s, "log_dir": None if log_dir is None else os.fspath(log_dir), "env": env}
+                "timeout_s": timeout_s, "log_dir": log_dir, "env": env}
     if isolate_network is False or os.environ.get(_ISOLATED) == "1":
         with _stop_on_termination():
             return _supervise(**settings)

@@ -79,6 +79,7 @@ def build_lstm(
         check_positive_int(seq_len=seq_len)
         seq_len = int(seq_len)
     check_positive_number(learning_rate=learning_rate)  # inf was accepted
+    learning_rate = float(learning_rate)  # Keras's optimizers refuse NumPy numbers
     steps = registry.plan(speedups)  # reject bad speedups before building anything
     keras = flavours.keras_module(flavour)
     layers = keras.layers

@@ -36,6 +36,7 @@ from typing import Any
 from fastnlp import flavour
 from fastnlp.notices import record_applied, warn_no_effect
 from fastnlp.registry import BadCall, register
+from fastnlp.validation import check_bool, check_non_negative_int, check_positive_int, checked_path
 
 __all__ = ["carry_over", "cluster_configured", "distribute", "distribute_dataset", "init_distributed", "is_chief"]
 
@@ -196,6 +197,8 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
     flavour.check_rebuildable(model)
     if not isinstance(scale_learning_rate, bool):
         raise TypeError(f"scale_learning_rate must be True or False, got {scale_learning_rate!r}")
+    if backup_dir is not None:
+        backup_dir = checked_path("backup_dir", backup_dir)
     if model in _DISTRIBUTED:
         raise ValueError("this model was made by distribute already; distribute the model you built instead")
     strategy = resolve_strategy(strategy)
@@ -271,9 +274,15 @@ def distribute_dataset(
         )
     if (global_batch_size is None) == (per_replica_batch_size is None):
         raise ValueError("give exactly one of global_batch_size and per_replica_batch_size")
-    size = global_batch_size if global_batch_size is not None else per_replica_batch_size
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"a batch size must be a positive integer, got {size!r}")
+    if global_batch_size is not None:
+        check_positive_int(global_batch_size=global_batch_size)
+    else:
+        check_positive_int(per_replica_batch_size=per_replica_batch_size)
+    size = int(global_batch_size if global_batch_size is not None else per_replica_batch_size)
+    check_bool(drop_remainder=drop_remainder)
+    if shuffle_buffer is not None:
+        check_positive_int(shuffle_buffer=shuffle_buffer)
+    check_non_negative_int(seed=seed)
     strategy = resolve_strategy(strategy)
     if per_replica_batch_size is not None:
         size = per_replica_batch_size * strategy.num_replicas_in_sync

@@ -137,7 +137,7 @@ def _lookup(spec: Any) -> tuple[Transform, dict]:
         if transform.func is spec:
             return transform, {}
     raise TypeError(
-        f"a speedup is a registered transform function, its name, or functools.partial of one; "
+        f"speedups: a speedup is a registered transform function, its name, or functools.partial of one; "
         f"got {spec!r} (registered: {sorted(known)})"
     )
 
@@ -154,6 +154,8 @@ def plan(speedups: Iterable[Any]) -> list[tuple[Transform, dict]]:
     """
     if isinstance(speedups, str):  # one name; iterating it read "use_xla" as the speedups 'u', 's', ...
         speedups = [speedups]
+    if isinstance(speedups, bytes) or not isinstance(speedups, Iterable):
+        raise TypeError(f"speedups must be a list of speedups (registered functions, their names, or functools.partial), got {type(speedups).__name__}")
     steps = [_lookup(spec) for spec in speedups]
     names = [t.name for t, _ in steps]
     for i, (transform, _) in enumerate(steps):

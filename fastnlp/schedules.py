@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from fastnlp import flavour as flavours
-from fastnlp.validation import check_positive_number
+from fastnlp.validation import check_fraction, check_positive_number
 
 __all__ = ["learning_rate_budget", "warmup_decay_factor"]
 
@@ -82,10 +82,8 @@ def learning_rate_budget(
         check_positive_number(seconds=seconds)
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not 0 <= warmup_fraction < 1:
-        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}")
-    if not 0 <= final_fraction <= 1:
-        raise ValueError(f"final_fraction must be in [0, 1], got {final_fraction!r}")
+    check_fraction("warmup_fraction", warmup_fraction)
+    check_fraction("final_fraction", final_fraction, include_one=True)
     flavours.require_compiled(model, "learning_rate_budget sets the optimizer's learning rate")
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     if not hasattr(optimizer.learning_rate, "assign"):

@@ -21,7 +21,7 @@ from fastnlp.measure import step_matmul_flops, time_to
 from fastnlp.models import build_lstm
 from fastnlp.preprocess import CharVocabulary, char_lm_dataset
 from fastnlp.schedules import learning_rate_budget
-from fastnlp.validation import check_positive_int, check_positive_number
+from fastnlp.validation import check_callable, check_fraction, check_non_negative_int, check_positive_int, check_positive_number
 
 __all__ = ["CharLMRecipe", "CharLMResult", "char_lm_loss", "choose_recipe", "char_lm_sampler", "sample_text", "split_text", "train_char_lm"]
 
@@ -118,8 +118,7 @@ def split_text(text: str, validation_split: float = 0.1) -> tuple[str, str]:
         >>> split_text("abcdefghij", 0.2)
         ('abcdefgh', 'ij')
     """
-    if not 0 < validation_split < 1:
-        raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+    check_fraction("validation_split", validation_split, include_zero=False)
     cut = len(text) - int(round(len(text) * validation_split))
     return text[:cut], text[cut:]
 
@@ -195,6 +194,10 @@ def train_char_lm(
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     check_positive_number(budget_s=budget_s)
     check_positive_int(evaluations=evaluations)
+    if recipe is not None and not isinstance(recipe, CharLMRecipe):
+        raise TypeError(f"recipe must be a CharLMRecipe (or None), got {type(recipe).__name__}")
+    check_non_negative_int(seed=seed)
+    check_callable(report=report, validate=validate)
     recipe = recipe or choose_recipe(budget_s)
     train_text, held_out = split_text(text, validation_split)
     if len(held_out) <= EVAL_WINDOW or len(train_text) < recipe.seq_len * recipe.batch_size + 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import statistics
 import time
 import warnings
@@ -21,7 +22,7 @@ from typing import Any
 from fastnlp import flavour, hardware, registry
 from fastnlp.notices import SpeedupWarning, record_applied
 from fastnlp.registry import BadCall, register
-from fastnlp.validation import check_positive_int
+from fastnlp.validation import check_bool, check_non_negative_number, check_positive_int, check_positive_number, checked_list
 
 __all__ = ["TuneResult", "default_candidates", "set_steps_per_execution", "tune"]
 
@@ -183,11 +184,14 @@ def tune(
     flavour.check_rebuildable(model)
     flavour.require_compiled(model, "tune trains the model")
     check_positive_int(steps=steps, warmup_steps=warmup_steps)
+    check_non_negative_number(time_budget_s=time_budget_s, min_gain=min_gain)
+    check_bool(combine=combine)
+    batch_sizes = checked_list("batch_sizes", batch_sizes, numbers.Integral, "a list of positive integers")
     for size in batch_sizes:
-        check_positive_int(batch_size=size)
-    if memory_budget_mb is not None and not memory_budget_mb > 0:
-        raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
-    candidates = [(name, list(speedups), None) for name, speedups in (default_candidates() if candidates is None else candidates)]
+        check_positive_int(batch_sizes=size)
+    if memory_budget_mb is not None:
+        check_positive_number(memory_budget_mb=memory_budget_mb)
+    candidates = [(name, list(speedups), None) for name, speedups in _checked_candidates(candidates)]
     for name, speedups, _ in candidates:
         registry.plan(speedups)  # unknown or impossible combinations fail now, not after minutes of tuning
     input_batch = _batch_size(dataset)
@@ -224,11 +228,24 @@ def tune(
         if " + " in name and _combinable(chosen) and time.perf_counter() <= deadline:
             candidates.append((name, chosen, size))
             measurements.append(measure(name, chosen, size))
-    best = max((m for m in measurements if m.within_budget), key=lambda m: m.samples_per_s or 0.0)
+    within = [m for m in measurements if m.within_budget]
+    if not within:
+        raise ValueError(f"tune: every configuration, the input included, went over memory_budget_mb={memory_budget_mb}")
+    best = max(within, key=lambda m: m.samples_per_s or 0.0)
     if best is baseline or not beats(best):
         return TuneResult(flavour.rebuild(model), "input", tuple(measurements), input_batch)
     _, speedups, size = next(c for c in candidates if c[0] == best.name)
     return TuneResult(_apply(model, speedups), best.name, tuple(measurements), size or input_batch)
+
+
+def _checked_candidates(candidates: Any) -> list[tuple[str, list]]:
+    if candidates is None:
+        return default_candidates()
+    pairs = checked_list("candidates", candidates, (tuple, list), "a list of (name, speedups) pairs")
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str):
+            raise TypeError(f"candidates must be (name, speedups) pairs, e.g. ('xla', ['use_xla']); got {pair!r}")
+    return [(name, speedups) for name, speedups in pairs]
 
 
 def _batch_size(dataset: Any) -> int:
@@ -236,10 +253,10 @@ def _batch_size(dataset: Any) -> int:
     import tensorflow as tf
 
     if not isinstance(dataset, tf.data.Dataset):
-        raise TypeError(f"tune needs a tf.data.Dataset of (x, y) batches, got {type(dataset).__name__}")
+        raise TypeError(f"tune needs dataset: a tf.data.Dataset of (x, y) batches, got {type(dataset).__name__}")
     first = next(iter(dataset.take(1)), None)
     if first is None:
-        raise ValueError("the dataset is empty")
+        raise ValueError("dataset is empty")
     inputs = first[0] if isinstance(first, tuple) else first
     return int(tf.nest.flatten(inputs)[0].shape[0])
 

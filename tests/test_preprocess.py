@@ -73,7 +73,7 @@ def test_unknown_characters_are_named():
         ({"text": "abc" * 100, "seq_len": 0}, "seq_len must be a positive integer"),
         ({"text": "abc" * 100, "seq_len": -5}, "seq_len must be a positive integer"),
         ({"text": "abc" * 100, "batch_size": 0}, "batch_size must be a positive integer"),
-        ({"text": "abc" * 100, "validation_split": 1.0}, "validation_split must be in"),
+        ({"text": "abc" * 100, "validation_split": 1.0}, "validation_split must be a number in"),
         ({"text": "abc" * 10, "seq_len": 10, "validation_split": 0.1}, "leaves no training or no validation"),
     ],
 )

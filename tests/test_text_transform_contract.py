@@ -79,7 +79,7 @@ def test_datasets_and_tensors(transform):
 
 
 def test_bad_input_raises_a_clear_error(transform):
-    with pytest.raises(TypeError, match="takes a str"):
+    with pytest.raises(TypeError, match="takes texts: a str"):
         call(transform, 42)
     with pytest.raises(TypeError, match=r"texts\[1\] is a int"):
         call(transform, ["fine", 3])

@@ -105,7 +105,7 @@ def test_bad_input_raises_before_any_training(flavour):
     model = build_lstm(20, units=8, num_layers=1, flavour=flavour)
     with pytest.raises(ValueError, match="unknown speedup 'turbo'"):
         tune(model, char_lm_data(), [("turbo", ["turbo"])])
-    with pytest.raises(TypeError, match="needs a tf.data.Dataset"):
+    with pytest.raises(TypeError, match="needs dataset: a tf.data.Dataset"):
         tune(model, [1, 2, 3], [SPE4])
     with pytest.raises(ValueError, match="dataset is empty"):
         tune(model, char_lm_data().take(0), [SPE4])
@@ -157,9 +157,9 @@ def test_batch_sizes_are_measured_for_real_with_their_peak_memory():
 
 def test_bad_batch_settings_raise():
     model = build_lstm(20, units=8, num_layers=1)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_sizes must be a positive integer"):
         tune(model, char_lm_data(), [], batch_sizes=[0])
-    with pytest.raises(ValueError, match="memory_budget_mb must be positive"):
+    with pytest.raises(ValueError, match="memory_budget_mb must be a positive finite number"):
         tune(model, char_lm_data(), [], memory_budget_mb=0)
 
 

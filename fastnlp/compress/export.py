@@ -20,7 +20,7 @@ import numpy as np
 from fastnlp import flavour as flavours
 from fastnlp.hoisting import stock_lstm_layers
 from fastnlp.notices import SpeedupWarning
-from fastnlp.validation import check_positive_int
+from fastnlp.validation import check_positive_int, checked_path
 
 __all__ = ["QUANTIZATIONS", "LiteRTModel", "to_tflite"]
 
@@ -93,6 +93,8 @@ def to_tflite(
     check_positive_int(batch_size=batch_size, calibration_samples=calibration_samples)
     if seq_len is not None:
         check_positive_int(seq_len=seq_len)
+    if path is not None:  # not open(path): open(2, "wb") wrote the flatbuffer into stderr and closed it
+        path = checked_path("path", path)
     if len(model.inputs) != 1:
         raise TypeError(f"to_tflite exports models with one input; {model.name!r} has {len(model.inputs)}")
     _check_stateless(model)
@@ -362,9 +364,20 @@ class LiteRTModel:
     def __init__(self, model: bytes | str | os.PathLike, *, num_threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        content = model if isinstance(model, bytes) else open(model, "rb").read()
+        if isinstance(model, (bytes, bytearray)):
+            content = bytes(model)
+        else:  # not open(model): open(2) is this process's stderr, and closing it lost every later error
+            with open(checked_path("model", model), "rb") as file:
+                content = file.read()
+        if num_threads is not None:
+            check_positive_int(num_threads=num_threads)
+        if not content:
+            raise ValueError("model is empty: give the bytes to_tflite returned, or the path of a .tflite file")
         self.size_bytes = len(content)
-        self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        try:
+            self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"model is not a TFLite model LiteRT can load: {error}") from error
         self._interpreter.allocate_tensors()
         (self._input,) = self._interpreter.get_input_details()
         (self._output,) = self._interpreter.get_output_details()

@@ -20,6 +20,7 @@ from fastnlp import flavour as flavours
 from fastnlp.compress.common import check_float32, check_layers, tf_keras_copy
 from fastnlp.notices import record_applied, warn_no_effect
 from fastnlp.registry import BadCall, register
+from fastnlp.validation import check_fraction, check_non_negative_int, check_positive_int, checked_list
 
 __all__ = ["PRUNABLE_LAYERS", "SCHEDULES", "prune", "strip_pruning", "weight_sparsity"]
 
@@ -37,7 +38,7 @@ _ORIGIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pruned model
     stage="wrappers",
     try_kwargs={"sparsity": 0.5, "frequency": 1},
     bad_calls=(
-        BadCall({"sparsity": 1.0}, ValueError, r"sparsity must be in \[0, 1\)"),
+        BadCall({"sparsity": 1.0}, ValueError, r"sparsity must be a number in \[0, 1\)"),
         BadCall({"schedule": "cubic"}, ValueError, "schedule must be one of"),
         BadCall({"schedule": "polynomial"}, ValueError, "needs end_step"),
         BadCall({"layer_names": ["nope"]}, ValueError, "no prunable layer named 'nope'"),
@@ -96,16 +97,20 @@ def prune(
     import tensorflow_model_optimization as tfmot
 
     flavours.check_rebuildable(model)
-    if not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    check_fraction("sparsity", sparsity)
+    check_fraction("initial_sparsity", initial_sparsity)
+    check_non_negative_int(begin_step=begin_step)
+    if end_step is not None:
+        check_positive_int(end_step=end_step)
+    if layer_names is not None:
+        layer_names = checked_list("layer_names", layer_names, str, "a list of layer names")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if schedule == "polynomial" and end_step is None:
         raise ValueError("schedule='polynomial' needs end_step: the step by which sparsity is reached")
     if not 0 <= initial_sparsity <= sparsity:
         raise ValueError(f"initial_sparsity must be in [0, sparsity], got {initial_sparsity}")
-    if not isinstance(frequency, int) or frequency < 1:
-        raise ValueError(f"frequency must be a positive integer, got {frequency!r}")
+    check_positive_int(frequency=frequency)
     check_layers(model, PRUNABLE_LAYERS + _PASSIVE_LAYERS, "prune")
     check_float32(model, "prune")
     prunable = [layer.name for layer in model.layers if type(layer).__name__ in PRUNABLE_LAYERS]
@@ -215,6 +220,7 @@ def weight_sparsity(model: Any) -> dict[str, float]:
         >>> weight_sparsity(m)
         {'d/kernel': 1.0}
     """
+    flavours.detect(model)  # a clear TypeError for anything but a Keras model
     masks: dict[int, Any] = {}
     for layer in model.layers:
         for weight, mask, _ in getattr(layer, "pruning_vars", ()):

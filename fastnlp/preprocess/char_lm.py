@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnlp.validation import check_positive_int
+from fastnlp.validation import check_non_negative_int, check_positive_int
 
 __all__ = ["CharLMData", "CharVocabulary", "char_lm_dataset"]
 
@@ -179,6 +179,9 @@ def char_lm_dataset(
             f"window; give more text or a different validation_split"
         )
 
+    if vocabulary is not None and not isinstance(vocabulary, CharVocabulary):
+        raise TypeError(f"vocabulary must be a CharVocabulary (or None), got {type(vocabulary).__name__}")
+    check_non_negative_int(seed=seed)
     vocabulary = vocabulary or CharVocabulary.from_text(text)
     ids = vocabulary.encode(text[: windows * seq_len + 1])
     inputs = ids[:-1].reshape(windows, seq_len)

@@ -15,6 +15,7 @@ before shuffling and bucketing so that every epoch draws new batches.
 from __future__ import annotations
 
 import collections
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from fastnlp.notices import record_applied
 from fastnlp.preprocess.text import clean_text, tokenize
-from fastnlp.validation import check_positive_int
+from fastnlp.validation import check_non_negative_int, check_positive_int, checked_list
 
 __all__ = ["PADDING", "UNKNOWN", "PaddingReport", "text_classification_dataset"]
 
@@ -115,13 +116,17 @@ def text_classification_dataset(
     if max_length is not None:
         check_positive_int(max_length=max_length)
     texts, labels = _checked_texts_and_labels(texts, labels, num_classes)
+    check_non_negative_int(seed=seed)
     tokens = _tokens(texts, clean)
-    vocabulary = tuple(vocabulary) if vocabulary is not None else _build_vocabulary(tokens, max_tokens)
+    vocabulary = tuple(checked_list("vocabulary", vocabulary, str, "a list of tokens")) if vocabulary is not None else _build_vocabulary(tokens, max_tokens)
     if len(vocabulary) < 2 or vocabulary[0] != PADDING or vocabulary[1] != UNKNOWN:
         raise ValueError(f"vocabulary must start with {PADDING!r} (padding) and {UNKNOWN!r} (unknown)")
     ids = _ids(tokens, vocabulary, max_length)
     lengths = np.array([len(row) for row in ids])
-    boundaries = list(bucket_boundaries) if bucket_boundaries is not None else _decile_boundaries(lengths)
+    boundaries = (
+        checked_list("bucket_boundaries", bucket_boundaries, numbers.Integral, "a list of increasing positive integers")
+        if bucket_boundaries is not None else _decile_boundaries(lengths)
+    )
     if any(not isinstance(b, int) or b < 1 for b in boundaries) or boundaries != sorted(set(boundaries)):
         raise ValueError(f"bucket_boundaries must be increasing positive integers, got {boundaries}")
 
@@ -159,6 +164,10 @@ def text_classification_dataset(
 def _checked_texts_and_labels(texts: Any, labels: Any, num_classes: int | None) -> tuple[list, np.ndarray]:
     if isinstance(texts, (str, bytes)):
         raise TypeError("texts must be a list (or other iterable) of texts, not a single text")
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"texts must be a list (or other iterable) of texts, got {type(texts).__name__}")
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
+        raise TypeError(f"labels must be a list (or array) of integer labels, got {type(labels).__name__}")
     texts = list(texts)
     labels = np.asarray(list(labels))
     if not texts:

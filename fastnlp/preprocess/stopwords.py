@@ -24,6 +24,8 @@ import os
 import zipfile
 from collections.abc import Iterable
 
+from fastnlp.validation import checked_path
+
 __all__ = ["StopwordsNotFoundError", "load_stopwords", "resolve_stopwords", "stopword_languages"]
 
 
@@ -43,7 +45,7 @@ _SHIPPED = {"english": "english_stopwords.txt"}
 
 def _search_paths(data_dir: str | os.PathLike | None) -> tuple[str, ...]:
     if data_dir is not None:
-        return (os.fspath(data_dir),)
+        return (checked_path("data_dir", data_dir),)
     import nltk.data  # its search path: NLTK_DATA, ~/nltk_data, the interpreter's share/nltk_data, ...
 
     return tuple(str(path) for path in nltk.data.path)
@@ -186,6 +188,8 @@ def resolve_stopwords(stopwords: str | Iterable[str] | None) -> frozenset[str]:
     if stopwords is None:
         return frozenset()
     if isinstance(stopwords, str):
+        if not stopwords:
+            raise TypeError("stopwords must be a language name such as 'english', your own words, or None; got ''")
         return load_stopwords(stopwords)
     if isinstance(stopwords, bytes) or not isinstance(stopwords, Iterable):
         raise TypeError(f"stopwords must be a language name, an iterable of words, or None; got {stopwords!r}")

@@ -319,7 +319,7 @@ def _apply(name: str, steps: Any, texts: Any, engine: str, errors: str, progress
     single = isinstance(texts, (str, bytes))
     if not single and not isinstance(texts, Iterable):
         raise TypeError(
-            f"{name} takes a str, bytes, an iterable of them, a tf.data.Dataset of strings or a string tensor; "
+            f"{name} takes texts: a str, bytes, an iterable of them, a tf.data.Dataset of strings or a string tensor; "
             f"got {type(texts).__name__}"
         )
     items = [texts] if single else list(texts)
@@ -367,7 +367,7 @@ def _decoded(text: str | bytes, errors: str, index: int | None) -> str:
     try:
         return text.decode("utf-8", errors)
     except UnicodeDecodeError as error:
-        where = "" if index is None else f"texts[{index}]: "
+        where = "texts: " if index is None else f"texts[{index}]: "
         raise ValueError(
             f"{where}invalid UTF-8 at byte {error.start} ({text[error.start:error.start + 4]!r}...); "
             f"pass errors='replace' or errors='ignore' to accept it"
@@ -384,7 +384,7 @@ def _without_lone_surrogates(text: str, errors: str, index: int | None) -> str:
     if found is None:
         return text
     if errors == "strict":
-        where = "" if index is None else f"texts[{index}]: "
+        where = "texts: " if index is None else f"texts[{index}]: "
         raise ValueError(
             f"{where}a lone surrogate U+{ord(found.group()):04X} at character {found.start()} is not text "
             f"(it has no UTF-8 form); pass errors='replace' or errors='ignore' to accept it"
