@@ -45,6 +45,9 @@ def applied_speedups(model: Any) -> tuple[str, ...]:
         One entry per speedup, e.g. ``'set_steps_per_execution(steps=8)'``; an entry ending in
         ``': no effect'`` names a speedup that could not take effect and returned an unchanged copy.
 
+    Raises:
+        TypeError: ``model`` is not an object a model could be (None, a number, a str).
+
     Examples:
         >>> from fastnlp import build_lstm
         >>> applied_speedups(build_lstm(10, units=4, num_layers=1, speedups=["enable_mixed_precision"]))[0][:24]
