@@ -242,7 +242,8 @@ def _supervise_isolated(settings: dict) -> int:
         try:
             supervisor = subprocess.Popen(
                 [sys.executable, "-m", "fastnlp.launch", str(request), str(answer)],
-                env={**os.environ, _ISOLATED: "1"}, preexec_fn=_enter_network_namespace,  # noqa: PLW1509 - unshare must run in the child
+                env={**os.environ, _ISOLATED: "1", "PYTHONPATH": _with_this_package(os.environ.get("PYTHONPATH"))},
+                preexec_fn=_enter_network_namespace,  # noqa: PLW1509 - unshare must run in the child
             )
         except (OSError, subprocess.SubprocessError) as error:
             raise _CannotIsolate(f"creating a network namespace failed: {error}") from error
@@ -261,6 +262,12 @@ def _supervise_isolated(settings: dict) -> int:
         return result["attempts"]
     errors = {"WorkerFailure": WorkerFailure, "TimeoutError": TimeoutError, "_CannotIsolate": _CannotIsolate}
     raise errors.get(result["error"], RuntimeError)(result["message"])
+
+
+def _with_this_package(python_path: str | None) -> str:
+    """``PYTHONPATH`` with the folder this fastnlp is imported from first, so the supervisor imports the same one."""
+    here = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join([here, *([python_path] if python_path else [])])
 
 
 def _isolated_main(request: str, answer: str) -> int:
