@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import fastnlp
-from fastnlp import registry
+from fastnlp import parallel, registry
 
 PACKAGE = str(Path(fastnlp.__file__).resolve().parent)
 
@@ -102,7 +102,7 @@ VALID_CALLS = {
     "text_classification_dataset": lambda tmp: ((["a cat", "a dog"], [0, 1]), {"batch_size": 2}),
     "tokenize": lambda tmp: (("Some text",), {}),
     "train_char_lm": lambda tmp: ((TEXT * 5, 0.5), {"recipe": fastnlp.CharLMRecipe(8, 1, 4, 8, 4, 1e-3), "evaluations": 1}),
-    "tune": lambda tmp: ((tiny_model(), tiny_dataset(), []), {"steps": 3, "warmup_steps": 1}),
+    "tune": lambda tmp: ((tiny_model(), tiny_dataset(), []), {"steps": 3, "warmup_steps": 1, "time_budget_s": 0}),
     "weight_sparsity": lambda tmp: ((tiny_model(),), {}),
     "to_tflite": lambda tmp: (("MODEL",), {"quantization": "dynamic"}),  # run in a subprocess
     "LiteRTModel": lambda tmp: (("TFLITE",), {}),  # run in a subprocess
@@ -171,6 +171,7 @@ def in_process_names() -> list[str]:
 @pytest.mark.parametrize("name", in_process_names())
 def test_bad_arguments_are_refused_by_name_or_work(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a bad path argument that is accepted lands here
+    monkeypatch.setattr(parallel, "_initialized", {})  # init_distributed's strategy stays in this test
     args, kwargs = VALID_CALLS[name](tmp_path)
     function = getattr(fastnlp, name)
     problems = []

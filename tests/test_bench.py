@@ -12,7 +12,7 @@ from fastnlp import bench
 def test_bench_measures_writes_and_regenerates_the_docs_page(tmp_path):
     page = tmp_path / "benchmarks.md"
     page.write_text(f"# Benchmarks\n\nintro\n\n{bench.BEGIN}\nold table\n{bench.END}\n\nafter\n")
-    command = [sys.executable, "-m", "fastnlp", "bench", "--quick", "--only", "steps_per_execution=8",
+    command = [sys.executable, "-m", "fastnlp", "bench", "--quick", "--budget", "3", "--only", "steps_per_execution=8",
                "--out", str(tmp_path / "out"), "--docs", str(page)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
