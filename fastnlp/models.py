@@ -8,7 +8,7 @@ from typing import Any
 
 from fastnlp import flavour as flavours
 from fastnlp import registry
-from fastnlp.validation import check_positive_int, check_positive_number
+from fastnlp.validation import check_fraction, check_positive_int, check_positive_number
 
 __all__ = ["TASKS", "build_lstm"]
 
@@ -71,8 +71,7 @@ def build_lstm(
         raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    check_fraction("dropout", dropout)
     if task == "classify" and (not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 2):
         raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes!r}")
     if seq_len is not None:

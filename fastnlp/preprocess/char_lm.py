@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnlp.validation import check_non_negative_int, check_positive_int
+from fastnlp.validation import check_fraction, check_non_negative_int, check_positive_int
 
 __all__ = ["CharLMData", "CharVocabulary", "char_lm_dataset"]
 
@@ -167,8 +167,7 @@ def char_lm_dataset(
     if not isinstance(seq_len_warmup, numbers.Integral) or isinstance(seq_len_warmup, bool) or seq_len_warmup < 0:
         raise ValueError(f"seq_len_warmup must be a non-negative integer (batches), got {seq_len_warmup!r}")
     seq_len_warmup = int(seq_len_warmup)
-    if not isinstance(validation_split, numbers.Real) or isinstance(validation_split, bool) or not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
+    check_fraction("validation_split", validation_split)
     windows = (len(text) - 1) // seq_len
     if windows < 1:
         raise ValueError(f"text has {len(text)} characters, fewer than one window of seq_len + 1 = {seq_len + 1}")
