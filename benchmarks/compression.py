@@ -30,13 +30,22 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-
 from common import SHARED_DATA, char_lm_parser, read_corpus, read_sst2
 
-from fastnlp import LiteRTModel, build_lstm, prune, quantize, strip_pruning, to_tflite, weight_sparsity
-from fastnlp import flavour as flavours
-from fastnlp.demo import machine_summary
-from fastnlp.measure import median_ms
+from fastnlp import (
+    LiteRTModel,
+    build_lstm,
+    prune,
+    quantize,
+    strip_pruning,
+    to_tflite,
+    weight_sparsity,
+)
+from fastnlp.core import flavour as flavours
+from fastnlp.core.convert import convert
+from fastnlp.core.measure import median_ms
+from fastnlp.core.rebuild import rebuild
+from fastnlp.harness.reports import machine_summary
 from fastnlp.preprocess import CharVocabulary, text_classification_dataset
 
 EXPORTS = (None, "dynamic", "float16", "int8")
@@ -94,7 +103,7 @@ def sst2_task(args) -> Task | None:
 
     def left_padded(texts, labels, vocabulary):
         ids, _ = next(iter(text_classification_dataset(
-            texts, labels, batch_size=len(texts), vocabulary=vocabulary, shuffle=False, bucket_boundaries=[])))
+            texts, labels, batch_size=len(texts), vocabulary=vocabulary, shuffle=False, bucket_boundaries=[]).dataset))
         ids = ids.numpy()[:, : args.sst2_length]  # longer sentences are cut (few are)
         ids = np.pad(ids, ((0, 0), (0, args.sst2_length - ids.shape[1])))
         lengths = (ids != 0).sum(1)
@@ -150,11 +159,11 @@ def export_study(task: Task, args) -> dict:
 
 def compression_study(task: Task, args) -> dict:
     """Dense control, pruned 50% / 80% and quantization-aware models, each fine-tuned the same steps."""
-    base = flavours.convert(task.model, "tf_keras")  # the same weights in the flavour tfmot needs
+    base = convert(task.model, "tf_keras")  # the same weights in the flavour tfmot needs
     steps, batch = args.finetune_steps, task.batch_size
     results = {}
     candidates = {
-        "dense": lambda: flavours.rebuild(base),
+        "dense": lambda: rebuild(base),
         "pruned_50": lambda: prune(base, 0.5, frequency=max(steps // 10, 1)),
         "pruned_80": lambda: prune(base, 0.8, frequency=max(steps // 10, 1)),
         "quantization_aware": lambda: quantize(base),

@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from common import char_lm_parser, read_corpus
 
 from fastnlp import build_lstm
-from fastnlp.demo import machine_summary
-from fastnlp.measure import lstm_training_flops, matmul_flops, step_matmul_flops
+from fastnlp.core.measure import lstm_training_flops, matmul_flops, step_matmul_flops
+from fastnlp.harness.reports import machine_summary
 from fastnlp.preprocess import CharVocabulary
 
 

@@ -45,7 +45,7 @@ def worker(args) -> None:
     import fastnlp
 
     strategy = fastnlp.init_distributed() if os.environ.get("TF_CONFIG") else None
-    from fastnlp.parallel import is_chief
+    from fastnlp.speedups.parallel.cluster import is_chief
 
     text = read_corpus(args.corpus)[:1_000_000]
     data = fastnlp.char_lm_dataset(text, seq_len=SEQ_LEN, batch_size=64, validation_split=0.0)
@@ -55,7 +55,7 @@ def worker(args) -> None:
     examples = data.train.unbatch().repeat()
     train = fastnlp.distribute_dataset(examples, strategy or "default", global_batch_size=args.global_batch, shuffle_buffer=10_000)
 
-    class Timer(fastnlp.flavour.callback_base("keras")):
+    class Timer(fastnlp.core.flavour.callback_base("keras")):
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 
@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         return 0
     if read_corpus(args.corpus) is None:
         return 1
-    from fastnlp.hardware import cpu_model
-    from fastnlp.launch import launch_local_workers
+    from fastnlp.core.hardware import cpu_model
+    from fastnlp.speedups.parallel.launch import launch_local_workers
 
     base = [sys.executable, os.path.abspath(__file__), "--corpus", args.corpus, "--units", str(args.units),
             "--layers", str(args.layers), "--global-batch", str(args.global_batch), "--steps", str(args.steps)]

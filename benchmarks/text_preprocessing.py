@@ -25,12 +25,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-
 from common import SHARED_DATA, read_sst2
 
 from fastnlp import build_lstm, clean_text, load_stopwords, text_classification_dataset
-from fastnlp.baseline import blog_clean_text
-from fastnlp.demo import machine_summary
+from fastnlp.harness.baseline import blog_clean_text
+from fastnlp.harness.reports import machine_summary
 
 
 def best_seconds(function, repeats: int) -> float:
@@ -68,7 +67,7 @@ def padded_to_longest(texts: list[str], labels: list[int], vocabulary: tuple[str
     everything = text_classification_dataset(
         texts, labels, batch_size=len(texts), vocabulary=vocabulary, shuffle=False, bucket_boundaries=[]
     )
-    ids, targets = next(iter(everything))
+    ids, targets = next(iter(everything.dataset))
     return ids.numpy(), targets.numpy()
 
 
@@ -107,8 +106,8 @@ def classifier(args: argparse.Namespace) -> dict:
             keras.utils.set_random_seed(seed)
             timer = EpochSeconds()
             if name == "bucketed":
-                model.fit(bucketed, epochs=args.epochs, callbacks=[timer], verbose=0)
-                accuracy = model.evaluate(dev, verbose=0)[1]
+                model.fit(bucketed.dataset, epochs=args.epochs, callbacks=[timer], verbose=0)
+                accuracy = model.evaluate(dev.dataset, verbose=0)[1]
             else:
                 model.fit(padded, padded_labels, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
                           callbacks=[timer], verbose=0)

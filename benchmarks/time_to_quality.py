@@ -33,9 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from common import char_lm_parser, read_corpus
 
-from fastnlp import hardware
-from fastnlp.demo import machine_summary
-from fastnlp.measure import in_fresh_process, time_to
+from fastnlp.core import hardware
+from fastnlp.core.measure import in_fresh_process, time_to
+from fastnlp.harness.reports import machine_summary
 
 LADDER = (2.0, 1.88, 1.70, 1.60)
 #: (batch, time steps, input width, units): a stacked layer whose input is as wide as it (the second
@@ -46,7 +46,7 @@ STEP_SHAPES = ((64, 100, 256, 256), (64, 100, 64, 256), (32, 32, 64, 256), (32, 
 def fastnlp_recipe(text: str, budget_s: float) -> dict:
     import warnings
 
-    from fastnlp.training import train_char_lm
+    from fastnlp.recipes.training import train_char_lm
 
     warnings.simplefilter("ignore")
     result = train_char_lm(text, budget_s, evaluations=12)
@@ -56,9 +56,9 @@ def fastnlp_recipe(text: str, budget_s: float) -> dict:
 def stock_keras(text: str, budget_s: float) -> dict:
     """The recipe's model, windows and batch with the stock LSTM and Keras's default constant Adam rate."""
     from fastnlp import build_lstm, char_lm_dataset
-    from fastnlp.measure import TrainingRun, timed_training_callback
+    from fastnlp.core.measure import TrainingRun, timed_training_callback
     from fastnlp.preprocess import CharVocabulary
-    from fastnlp.training import char_lm_loss, choose_recipe, split_text
+    from fastnlp.recipes.training import char_lm_loss, choose_recipe, split_text
 
     recipe = choose_recipe(budget_s)
     train_text, held_out = split_text(text)
@@ -77,10 +77,10 @@ def stock_keras(text: str, budget_s: float) -> dict:
 def blog_recipe(text: str, budget_s: float) -> dict:
     import numpy as np
 
-    from fastnlp.baseline import blog_windows, build_blog_model
-    from fastnlp.measure import TrainingRun, timed_training_callback
+    from fastnlp.core.measure import TrainingRun, timed_training_callback
+    from fastnlp.harness.baseline import blog_windows, build_blog_model
     from fastnlp.preprocess import CharVocabulary
-    from fastnlp.training import split_text
+    from fastnlp.recipes.training import split_text
 
     train_text, held_out = split_text(text)
     vocabulary = CharVocabulary.from_text(text)
@@ -107,7 +107,7 @@ def lstm_step(shapes: tuple, rounds: int) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    from fastnlp.layers import hoisted_lstm_class
+    from fastnlp.core.layers import hoisted_lstm_class
 
     rows = []
     for batch, steps, width, units in shapes:

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from common import char_lm_parser, read_corpus
 
 from fastnlp import build_lstm, char_lm_dataset, tune
-from fastnlp.demo import machine_summary
+from fastnlp.harness.reports import machine_summary
 
 
 def main() -> int:

@@ -27,8 +27,8 @@ args = parser.parse_args()
 
 strategy = fastnlp.init_distributed()  # first, before any model or tensor exists
 
-from fastnlp.demo import default_corpus  # noqa: E402
-from fastnlp.parallel import is_chief  # noqa: E402
+from fastnlp.harness.corpora import default_corpus  # noqa: E402
+from fastnlp.speedups.parallel.cluster import is_chief  # noqa: E402
 
 text = open(args.corpus, encoding="utf-8").read() if args.corpus else default_corpus()[0]
 text = text[: 60_000 if args.quick else 2_000_000]

@@ -10,8 +10,14 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fastnlp import applied_speedups, best_checkpoint, build_lstm, char_lm_dataset, load_checkpoint
-from fastnlp.demo import default_corpus
+from fastnlp import (
+                   applied_speedups,
+                   best_checkpoint,
+                   build_lstm,
+                   char_lm_dataset,
+                   load_checkpoint,
+)
+from fastnlp.harness.corpora import default_corpus
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--corpus", help="UTF-8 text file (default: Python's bundled documentation)")

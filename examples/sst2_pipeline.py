@@ -16,7 +16,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from fastnlp import LiteRTModel, prune, strip_pruning, text_classification_dataset, to_tflite, weight_sparsity  # noqa: E402
+from fastnlp import (  # noqa: E402
+    LiteRTModel,
+    prune,
+    strip_pruning,
+    text_classification_dataset,
+    to_tflite,
+    weight_sparsity,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser()
@@ -56,10 +63,10 @@ def left_aligned(ids, label):
 bucketed = text_classification_dataset(texts, labels, batch_size=32, max_length=args.max_length)
 vocabulary = bucketed.vocabulary
 print(f"bucketing: {bucketed.padding}")
-train = bucketed.map(left_aligned)
+train = bucketed.dataset.map(left_aligned)
 (dev_ids, _), = text_classification_dataset(
     dev_texts, dev_labels, batch_size=len(dev_texts), vocabulary=vocabulary, max_length=args.max_length,
-    shuffle=False, bucket_boundaries=[]).map(left_aligned).take(1)
+    shuffle=False, bucket_boundaries=[]).dataset.map(left_aligned).take(1)
 dev_ids = np.pad(dev_ids.numpy(), ((0, 0), (args.max_length - dev_ids.shape[1], 0)))  # one fixed length
 
 # 2. A plain classifier (no mask: see left_aligned), any sentence length while training.

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import fastnlp  # noqa: E402
-from fastnlp.demo import default_corpus  # noqa: E402
+from fastnlp.harness.corpora import default_corpus  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--corpus", help="UTF-8 text file (default: Python's bundled documentation)")

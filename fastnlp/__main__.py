@@ -1,6 +1,6 @@
 import sys
 
-from fastnlp.cli import main
+from fastnlp.harness.cli import main
 
 if __name__ == "__main__":  # guarded: spawned worker processes import this module too
     sys.exit(main())

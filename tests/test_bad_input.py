@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from speedup_settings import settings_for
 
 import fastnlp
-from fastnlp import parallel, registry
+from fastnlp.speedups import catalog
+from fastnlp.speedups.parallel import cluster
 
 PACKAGE = str(Path(fastnlp.__file__).resolve().parent)
 
@@ -45,6 +47,7 @@ BAD_VALUES = {
 #: Names that are not called with user input: result types and warning categories.
 NOT_CALLED = {
     "CharLMData": "what char_lm_dataset returns",
+    "TextClassificationData": "what text_classification_dataset returns",
     "TuneResult": "what tune returns",
     "FlavourWarning": "a warning category",
     "NoEffectWarning": "a warning category",
@@ -70,7 +73,7 @@ TEXT = "the cat sat on the mat. " * 40
 
 
 def _checkpoint(tmp_path: Path) -> str:
-    from fastnlp.checkpoint import save_atomically
+    from fastnlp.core.checkpoint import save_atomically
 
     path = tmp_path / "model.keras"
     save_atomically(tiny_model(), path)
@@ -111,10 +114,11 @@ VALID_CALLS = {
 
 def registered_call(transform):
     """Every registered speedup: its own example model and options."""
-    return lambda tmp: ((transform.example("keras").model,), dict(transform.try_kwargs))
+    settings = settings_for(transform.name)
+    return lambda tmp: ((settings.example("keras").model,), dict(settings.try_kwargs))
 
 
-VALID_CALLS.update({t.name: registered_call(t) for t in registry.transforms() if t.name not in VALID_CALLS})
+VALID_CALLS.update({t.name: registered_call(t) for t in catalog.transforms() if t.name not in VALID_CALLS})
 
 
 def public_callables() -> list[str]:
@@ -171,7 +175,7 @@ def in_process_names() -> list[str]:
 @pytest.mark.parametrize("name", in_process_names())
 def test_bad_arguments_are_refused_by_name_or_work(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a bad path argument that is accepted lands here
-    monkeypatch.setattr(parallel, "_initialized", {})  # init_distributed's strategy stays in this test
+    monkeypatch.setattr(cluster, "_initialized", {})  # init_distributed's strategy stays in this test
     args, kwargs = VALID_CALLS[name](tmp_path)
     function = getattr(fastnlp, name)
     problems = []
@@ -231,7 +235,7 @@ class Reached(Exception):
 
 def command_options():
     """(subcommand, option) for every option of every subcommand that takes a value."""
-    from fastnlp.cli import _parser
+    from fastnlp.harness.cli import _parser
 
     parser = _parser()
     (subparsers,) = [action for action in parser._actions if action.dest == "command"]
@@ -242,7 +246,7 @@ def command_options():
 
 
 def test_every_subcommand_has_options_checked():
-    from fastnlp.cli import _parser
+    from fastnlp.harness.cli import _parser
 
     (subparsers,) = [action for action in _parser()._actions if action.dest == "command"]
     assert {command for command, _ in command_options()} == set(subparsers.choices)
@@ -250,17 +254,17 @@ def test_every_subcommand_has_options_checked():
 
 @pytest.mark.parametrize(("command", "option"), list(command_options()))
 def test_bad_option_values_are_refused_before_any_work(command, option, tmp_path, monkeypatch, capsys):
-    import fastnlp.bench
-    import fastnlp.demo
-    import fastnlp.launch
-    import fastnlp.training
-    from fastnlp.cli import main
+    import fastnlp.harness.bench
+    import fastnlp.harness.demo
+    import fastnlp.recipes.training
+    import fastnlp.speedups.parallel.launch
+    from fastnlp.harness.cli import main
 
     def reached(*args, **kwargs):
         raise Reached
 
-    for module, function in [(fastnlp.demo, "run_demo"), (fastnlp.bench, "run_bench"), (fastnlp.training, "train_char_lm"),
-                             (fastnlp.launch, "launch_local_workers"), (fastnlp.bench, "plot_results")]:
+    for module, function in [(fastnlp.harness.demo, "run_demo"), (fastnlp.harness.bench, "run_bench"), (fastnlp.recipes.training, "train_char_lm"),
+                             (fastnlp.speedups.parallel.launch, "launch_local_workers"), (fastnlp.harness.bench, "plot_results")]:
         monkeypatch.setattr(module, function, reached)
     monkeypatch.chdir(tmp_path)
     corpus = tmp_path / "corpus.txt"

@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from fastnlp.validation import check_fraction, check_non_negative_int, check_positive_int
+from fastnlp.core.validation import (
+    check_fraction,
+    check_non_negative_int,
+    check_positive_int,
+)
 
 __all__ = ["CharLMData", "CharVocabulary", "char_lm_dataset"]
 

@@ -22,11 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from fastnlp.notices import record_applied
+from fastnlp.core.validation import (
+    check_non_negative_int,
+    check_positive_int,
+    checked_list,
+)
 from fastnlp.preprocess.text import clean_text, tokenize
-from fastnlp.validation import check_non_negative_int, check_positive_int, checked_list
 
-__all__ = ["PADDING", "UNKNOWN", "PaddingReport", "text_classification_dataset"]
+__all__ = ["PADDING", "UNKNOWN", "PaddingReport", "TextClassificationData", "text_classification_dataset"]
 
 PADDING, UNKNOWN = "", "[UNK]"  # the tokens of ids 0 and 1
 
@@ -60,6 +63,15 @@ class PaddingReport:
         )
 
 
+@dataclass(frozen=True)
+class TextClassificationData:
+    """What :func:`text_classification_dataset` returns: the batches, and what to know about them."""
+
+    dataset: Any  # tf.data.Dataset of (token_ids, label) batches
+    vocabulary: tuple[str, ...]  # the token of each id: pass it to build the validation set with the same ids
+    padding: PaddingReport  # the padding bucketing saves against padding every text to the longest
+
+
 def text_classification_dataset(
     texts: Iterable[str | bytes],
     labels: Iterable[int],
@@ -73,12 +85,12 @@ def text_classification_dataset(
     bucket_boundaries: Sequence[int] | None = None,
     shuffle: bool = True,
     seed: int = 0,
-) -> Any:
+) -> TextClassificationData:
     """A ``tf.data.Dataset`` of ``(token_ids, label)`` batches, bucketed by length; 0 is the padding id.
 
-    The returned dataset also carries ``.vocabulary`` (the token of each id; pass it to build the
-    validation set with the same ids) and ``.padding`` (a :class:`PaddingReport`: the padding saved
-    against padding every text to the longest).
+    It comes in a :class:`TextClassificationData` with ``.vocabulary`` (the token of each id; pass it
+    to build the validation set with the same ids) and ``.padding`` (a :class:`PaddingReport`: the
+    padding saved against padding every text to the longest).
 
     Args:
         texts: the texts, as :func:`clean_text` takes them.
@@ -86,7 +98,7 @@ def text_classification_dataset(
         batch_size: texts per batch.
         num_classes: labels must lie in ``[0, num_classes)``; by default the largest label + 1.
         vocabulary: the token of each id (``vocabulary[0] == ""``, ``vocabulary[1] == "[UNK]"``),
-            e.g. the training set's ``.vocabulary``; by default built from ``texts``.
+            e.g. the training data's ``.vocabulary``; by default built from ``texts``.
         max_tokens: vocabulary size when building one (the most frequent tokens).
         max_length: cut texts to this many tokens.
         clean: ``True`` cleans with :func:`clean_text` keeping stopwords (``not`` and ``no`` carry
@@ -96,7 +108,8 @@ def text_classification_dataset(
         seed: shuffling seed.
 
     Returns:
-        A ``tf.data.Dataset`` of ``(token_ids, label)`` batches, with ``.vocabulary`` and ``.padding``.
+        A :class:`TextClassificationData`: ``.dataset`` (the batches, for ``fit``), ``.vocabulary``
+        and ``.padding``.
 
     Raises:
         ValueError: no texts, a different number of labels and texts, labels out of range, or a
@@ -105,7 +118,7 @@ def text_classification_dataset(
     Examples:
         >>> data = text_classification_dataset(
         ...     ["a fine film", "dull", "not good at all", "bad"], [1, 0, 0, 0], batch_size=2, shuffle=False)
-        >>> [ids.numpy().tolist() for ids, labels in data]
+        >>> [ids.numpy().tolist() for ids, labels in data.dataset]
         [[[6], [5]], [[2, 8, 7]], [[10, 9, 4, 3]]]
         >>> data.vocabulary[:4], f"{data.padding.saved_fraction:.0%}"
         (('', '[UNK]', 'a', 'all'), '100%')
@@ -155,10 +168,7 @@ def text_classification_dataset(
 
     order = np.random.default_rng(seed).permutation(len(texts)) if shuffle else np.arange(len(texts))
     report = PaddingReport(int(lengths.sum()), _bucketed_tokens(lengths[order], buckets[order], batch_size), len(texts) * int(lengths.max()))
-    dataset.vocabulary = vocabulary
-    dataset.padding = report
-    record_applied(dataset, str(report))
-    return dataset
+    return TextClassificationData(dataset, tuple(vocabulary), report)
 
 
 def _checked_texts_and_labels(texts: Any, labels: Any, num_classes: int | None) -> tuple[list, np.ndarray]:

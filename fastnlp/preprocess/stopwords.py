@@ -24,7 +24,7 @@ import os
 import zipfile
 from collections.abc import Iterable
 
-from fastnlp.validation import checked_path
+from fastnlp.core.validation import checked_path
 
 __all__ = ["StopwordsNotFoundError", "load_stopwords", "resolve_stopwords", "stopword_languages"]
 

@@ -29,9 +29,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fastnlp.preprocess.characters import OTHER, CharacterMap, character_map, token_classes, word_and_space_points
+from fastnlp.core.registry import text_transform
+from fastnlp.preprocess.characters import (
+    OTHER,
+    CharacterMap,
+    character_map,
+    token_classes,
+    word_and_space_points,
+)
 from fastnlp.preprocess.stopwords import resolve_stopwords
-from fastnlp.registry import BadCall, register_text_transform
 
 __all__ = ["clean_text", "normalize_text", "remove_stopwords", "tokenize"]
 
@@ -88,13 +94,7 @@ class _Steps:
         return tf.strings.reduce_join(words, axis=-1, separator=" ")
 
 
-@register_text_transform(
-    try_kwargs={"stopwords": {"the", "a", "of"}},
-    bad_calls=(
-        BadCall({"stopwords": 7}, TypeError, "stopwords must be"),
-        BadCall({"lowercase": "yes"}, TypeError, "lowercase must be True or False"),
-    ),
-)
+@text_transform
 def clean_text(
     texts: Any,
     *,
@@ -150,7 +150,7 @@ def clean_text(
     return _apply("clean_text", steps, texts, engine, errors, progress)
 
 
-@register_text_transform(bad_calls=(BadCall({"zero_digits": None}, TypeError, "zero_digits must be"),))
+@text_transform
 def normalize_text(
     texts: Any,
     *,
@@ -193,10 +193,7 @@ def normalize_text(
     return _apply("normalize_text", steps, texts, engine, errors, progress)
 
 
-@register_text_transform(
-    try_kwargs={"stopwords": {"the", "a", "of"}},
-    bad_calls=(BadCall({"stopwords": None}, TypeError, "needs stopwords"),),
-)
+@text_transform
 def remove_stopwords(
     texts: Any,
     stopwords: str | Iterable[str] = "english",
@@ -233,7 +230,7 @@ def remove_stopwords(
     return _apply("remove_stopwords", steps, texts, engine, errors, progress)
 
 
-@register_text_transform(bad_calls=(BadCall({"lowercase": 1}, TypeError, "lowercase must be"),))
+@text_transform
 def tokenize(
     texts: Any,
     *,

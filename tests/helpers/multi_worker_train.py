@@ -1,6 +1,6 @@
 """One worker of the multi-worker tests: trains a tiny char LM under fastnlp.distribute and writes what it saw.
 
-Run by ``fastnlp.launch.launch_local_workers`` (``TF_CONFIG`` set) from tests/test_parallel.py.
+Run by ``fastnlp.speedups.parallel.launch.launch_local_workers`` (``TF_CONFIG`` set) from tests/test_parallel.py.
 """
 
 import argparse
@@ -30,7 +30,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from fastnlp.parallel import is_chief
+    from fastnlp.speedups.parallel.cluster import is_chief
 
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
     attempt = int(os.environ.get("FASTNLP_ATTEMPT", "0"))
@@ -53,7 +53,7 @@ def main() -> None:
     train = fastnlp.distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)), strategy, global_batch_size=args.global_batch)
 
     kill_epoch, kill_batch = map(int, args.kill_at.split(":")) if args.kill_at else (-1, -1)
-    base = fastnlp.flavour.callback_base(args.flavour)
+    base = fastnlp.core.flavour.callback_base(args.flavour)
 
     class Record(base):
         def _log(self, line):

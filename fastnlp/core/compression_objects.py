@@ -1,0 +1,76 @@
+"""What a tf_keras loader must know to read back a model that :mod:`fastnlp.speedups.compress` made:
+tfmot's wrappers and fastnlp's own :class:`RecurrentQuantizeConfig`.
+
+This module imports tensorflow-model-optimization; it is imported only when such a model is loaded
+or made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RecurrentQuantizeConfig", "compression_objects"]
+
+
+def _config_base() -> type:
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.quantization.keras.QuantizeConfig
+
+
+class RecurrentQuantizeConfig(_config_base()):
+    """tfmot ``QuantizeConfig`` for a tf_keras LSTM or GRU: 8-bit weights, 8-bit output.
+
+    Examples:
+        >>> import tf_keras
+        >>> lstm = tf_keras.layers.LSTM(4)
+        >>> lstm.build((None, 3, 2))
+        >>> [w.name.split("/")[-1] for w, _ in RecurrentQuantizeConfig().get_weights_and_quantizers(lstm)]
+        ['kernel:0', 'recurrent_kernel:0']
+    """
+
+    _WEIGHTS = ("kernel", "recurrent_kernel")
+
+    def get_weights_and_quantizers(self, layer: Any) -> list:
+        from tensorflow_model_optimization.quantization.keras import quantizers
+
+        weights = quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
+        return [(getattr(layer.cell, name), weights) for name in self._WEIGHTS]
+
+    def get_activations_and_quantizers(self, layer: Any) -> list:
+        return []
+
+    def set_quantize_weights(self, layer: Any, quantize_weights: list) -> None:
+        for name, value in zip(self._WEIGHTS, quantize_weights, strict=True):
+            setattr(layer.cell, name, value)  # the layer's call reads them from the cell
+
+    def set_quantize_activations(self, layer: Any, quantize_activations: list) -> None:
+        pass
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        from tensorflow_model_optimization.quantization.keras import quantizers
+
+        return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    def get_config(self) -> dict:
+        return {}
+
+
+def compression_objects() -> dict[str, Any]:
+    """tfmot's pruning and quantization classes and fastnlp's recurrent ``QuantizeConfig``, by name.
+
+    Examples:
+        >>> sorted(name for name in compression_objects() if name.startswith("Prune"))
+        ['PruneLowMagnitude']
+    """
+    import tensorflow_model_optimization as tfmot
+
+    objects: dict[str, Any] = {}
+    scopes = (
+        tfmot.sparsity.keras.prune_scope(),
+        tfmot.quantization.keras.quantize_scope({"RecurrentQuantizeConfig": RecurrentQuantizeConfig}),
+    )
+    for scope in scopes:
+        for named in scope.custom_objects:
+            objects.update(named)
+    return objects

@@ -1,0 +1,194 @@
+"""The same model in the other Keras flavour: same layers, exact weights, compiled the same way."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from fastnlp.core import flavour as flavours
+from fastnlp.core import layers as fastnlp_layers
+from fastnlp.core.lineage import carry_lineage
+from fastnlp.core.rebuild import rebuild
+
+__all__ = ["convert", "reassemble"]
+
+
+def convert(model: Any, to: flavours.Flavour):
+    """The same model in the other Keras flavour: same layers, exact weights, compiled the same way.
+
+    tensorflow-model-optimization works only with tf_keras, so compression goes Keras 3 -> tf_keras
+    -> (compress) -> Keras 3. Layer configs keep what the target flavour's layer accepts (dtype
+    policies by name, initializers by class); weights are copied exactly, so predictions match to
+    float precision. Sequential and functional models with one input convert, branches included
+    (each layer called once); a layer shared between calls raises ``TypeError``.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
+        >>> k2 = convert(k3, "tf_keras")
+        >>> flavours.detect(k2), bool(np.allclose(k2.predict(np.ones((1, 4)), verbose=0), k3.predict(np.ones((1, 4)), verbose=0)))
+        ('tf_keras', True)
+    """
+    source = flavours.detect(model)
+    target = flavours.keras_module(to)
+    if source == to:
+        return rebuild(model)
+
+    def counterpart(layer: Any) -> Any:
+        cls = getattr(target.layers, type(layer).__name__, None) or fastnlp_layers.counterpart(layer, to)
+        if cls is None:
+            raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) has no {to} counterpart")
+        return cls.from_config(_portable_config(layer.get_config(), cls))
+
+    result, pairs = reassemble(model, target, counterpart)
+    for layer, new in pairs:
+        new.set_weights(layer.get_weights())
+    arguments = flavours.compile_arguments(model)
+    if arguments is not None:
+        optimizer = model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        optimizer_class = getattr(target.optimizers, type(optimizer).__name__)
+        settings = {k: _python_value(v) for k, v in _accepted(optimizer.get_config(), optimizer_class, drop=("name",)).items()}
+        if isinstance(settings.get("learning_rate"), dict):  # a schedule
+            schedule = settings["learning_rate"]
+            settings["learning_rate"] = target.optimizers.schedules.deserialize(
+                {"class_name": schedule["class_name"], "config": schedule["config"]}
+            )
+        fresh = optimizer_class(**settings)
+        if isinstance(model.optimizer, flavours.loss_scale_optimizer_class(source)):
+            fresh = flavours.loss_scale_optimizer_class(to)(fresh)
+        result.compile(
+            optimizer=fresh,
+            loss=_portable_compile_value(arguments.get("loss")),
+            metrics=_portable_compile_value(arguments.get("metrics")),
+        )
+    carry_lineage(model, result)
+    return result
+
+
+def reassemble(
+    model: Any, target: ModuleType, new_layer: Callable[[Any], Any], adapt: Callable[[Any, Any], Any] | None = None
+) -> tuple[Any, list[tuple[Any, Any]]]:
+    """``model``'s graph again in ``target``'s flavour: each layer replaced by ``new_layer(layer)``, called where it was.
+
+    Sequential models and one-input functional models whose layers are each called once (branches
+    included) can be reassembled. ``adapt(layer, inputs) -> inputs`` may change what a new layer is
+    called on. Returns the new, uncompiled model and the ``(layer, new layer)`` pairs, for the caller
+    to copy weights along.
+
+    Raises:
+        TypeError: a subclassed model, several inputs, or a layer called more than once.
+    """
+    flavours.check_rebuildable(model)
+    if len(model.inputs) != 1:
+        raise TypeError(f"fastnlp handles models with one input; {model.name!r} has {len(model.inputs)}")
+    (spec,) = model.inputs
+    inputs = target.Input(shape=tuple(spec.shape[1:]), dtype=_dtype_name(spec.dtype), name=spec._keras_history[0].name)
+    # A Sequential is a chain; its layers' .input may point at a graph from before the last add().
+    chain = isinstance(model, flavours.keras_module(flavours.detect(model)).Sequential)
+    tensors, latest, pairs = {id(spec): inputs}, inputs, []  # each source tensor's counterpart, in topological order
+    for layer in (layer for layer in model.layers if type(layer).__name__ != "InputLayer"):
+        new = new_layer(layer)
+        source = latest if chain else _counterparts(layer, tensors)
+        latest = new(adapt(layer, source) if adapt is not None else source)
+        if not chain:
+            for old_tensor, new_tensor in zip(_flat(layer.output), _flat(latest)):
+                tensors[id(old_tensor)] = new_tensor
+        pairs.append((layer, new))
+    if chain:
+        return target.Model(inputs, latest, name=model.name), pairs
+    if any(id(tensor) not in tensors for tensor in model.outputs):
+        raise TypeError(
+            f"fastnlp handles models in which each layer is called once; it could not follow {model.name!r}'s "
+            f"graph to its outputs (a layer called more than once?)"
+        )
+    outputs = [tensors[id(tensor)] for tensor in model.outputs]
+    return target.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name), pairs
+
+
+def _counterparts(layer: Any, tensors: dict) -> Any:
+    """The converted tensors ``layer`` is to be called on: its source inputs' counterparts, in the same structure.
+
+    Keras 3 also feeds a layer the padding mask it computed with a plain ``not_equal`` op; that
+    input is left out, since the converted layer gets its mask from the converted ``Embedding``.
+    """
+    sources = [tensor for tensor in _flat(layer.input) if not _is_mask_op_output(tensor)]
+    unknown = [tensor for tensor in sources if id(tensor) not in tensors]
+    if unknown or not sources:  # a layer called on several inputs in turn, or on a tensor made outside any layer
+        raise TypeError(
+            f"convert handles models in which each layer is called once, on other layers' outputs; "
+            f"{layer.name!r} is not"
+        )
+    converted = [tensors[id(tensor)] for tensor in sources]
+    return converted if isinstance(layer.input, (list, tuple)) and len(converted) > 1 else converted[0]
+
+
+def _is_mask_op_output(tensor: Any) -> bool:
+    history = getattr(tensor, "_keras_history", None)
+    return history is not None and type(history[0]).__name__ == "NotEqual"
+
+
+def _flat(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _dtype_name(dtype: Any) -> str:
+    return getattr(dtype, "name", dtype)
+
+
+def _portable_config(config: dict, target_class: type) -> dict:
+    """``config`` with what ``target_class`` accepts: dtype policies by name, serialized objects without module."""
+    config = dict(config)
+    dtype = config.get("dtype")
+    if isinstance(dtype, dict):  # {"class_name": "DTypePolicy"/"Policy", "config": {"name": ...}}
+        config["dtype"] = dtype.get("config", {}).get("name", "float32")
+    for key, value in config.items():
+        if isinstance(value, dict) and "class_name" in value and key != "dtype":
+            named = _named(value["class_name"], target_class)
+            if key in _WRAPPED_LAYER_KEYS and named is not None:  # Bidirectional's layers: their own dtype policies too
+                inner = _portable_config(value.get("config", {}), named)
+            else:
+                inner = _accepted(value.get("config", {}), named)
+            config[key] = {"class_name": value["class_name"], "config": inner}
+    return _accepted(config, target_class, keep=("name", "trainable", "dtype"))
+
+
+_WRAPPED_LAYER_KEYS = ("layer", "backward_layer")
+
+
+def _named(class_name: str, layer_class: type) -> type | None:
+    package = next(root for cls in layer_class.__mro__ if (root := cls.__module__.split(".")[0]) in flavours.FLAVOURS)
+    module = importlib.import_module(package)
+    for namespace in ("initializers", "regularizers", "constraints", "layers"):
+        found = getattr(getattr(module, namespace, None), class_name, None)
+        if found is not None:
+            return found
+    return None
+
+
+def _accepted(config: dict, cls: type | None, keep: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> dict:
+    """The entries of ``config`` that ``cls.__init__`` takes by name (all of them when it can't be told)."""
+    if cls is None:
+        return {k: v for k, v in config.items() if k not in drop}
+    parameters = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in config.items() if (k in parameters or k in keep) and k not in drop}
+
+
+def _python_value(value: Any) -> Any:
+    """NumPy scalars (tf_keras keeps a learning rate as float32) as Python numbers."""
+    return value.item() if hasattr(value, "item") and getattr(value, "shape", None) == () else value
+
+
+def _portable_compile_value(value: Any) -> Any:
+    """Losses and metrics by name, so either flavour resolves them."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_portable_compile_value(item) for item in value)
+    if isinstance(value, dict) and "class_name" in value:
+        return value.get("config", {}).get("name") or value["class_name"]
+    if hasattr(value, "get_config"):
+        return value.get_config().get("name", type(value).__name__)
+    return value
+

@@ -1,0 +1,151 @@
+"""Keras 3 and tf_keras (Keras 2) side by side: which one a model is, and each one's classes.
+
+TensorFlow 2.21's ``keras``/``tf.keras`` is Keras 3, while tensorflow-model-optimization needs
+``tf_keras``. Every model transform in fastnlp accepts either flavour and returns the same flavour.
+What differs between them (the module, the compiled flag, the loss-scaling wrapper, the callback
+base, the loader) is asked of this module; :mod:`fastnlp.core.rebuild` and
+:mod:`fastnlp.core.convert` build on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+from typing import Any, Literal
+
+from fastnlp.core import layers as fastnlp_layers
+
+Flavour = Literal["keras", "tf_keras"]
+FLAVOURS: tuple[Flavour, ...] = ("keras", "tf_keras")
+
+__all__ = [
+    "FLAVOURS",
+    "Flavour",
+    "callback_base",
+    "check_rebuildable",
+    "compile_arguments",
+    "detect",
+    "keras_module",
+    "leaf_layers",
+    "load_model",
+    "loss_scale_optimizer_class",
+    "require_compiled",
+]
+
+
+def keras_module(flavour: Flavour) -> ModuleType:
+    """Return the ``keras`` or ``tf_keras`` module for ``flavour``.
+
+    Examples:
+        >>> keras_module("tf_keras").__name__
+        'tf_keras'
+    """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+    return importlib.import_module(flavour)
+
+
+def leaf_layers(model: Any) -> list:
+    """``model``'s layers in order, the layers of nested models in their place (wrappers kept whole).
+
+    Examples:
+        >>> import keras
+        >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="inner")])
+        >>> outer = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(1, name="head")])
+        >>> [layer.name for layer in leaf_layers(outer)]
+        ['inner', 'head']
+    """
+    model_class = keras_module(detect(model)).Model
+    found = []
+    for layer in model.layers:
+        found.extend(leaf_layers(layer) if isinstance(layer, model_class) else [layer])
+    return found
+
+
+def detect(model: Any) -> Flavour:
+    """Return ``"keras"`` (Keras 3) or ``"tf_keras"`` (Keras 2) for a Keras model.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model of either flavour.
+
+    Examples:
+        >>> import keras
+        >>> detect(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]))
+        'keras'
+    """
+    for name in FLAVOURS:
+        module = sys.modules.get(name)  # a model of a flavour implies its module is imported
+        if module is not None and isinstance(model, module.Model):
+            return name
+    raise TypeError(
+        f"expected a Keras 3 (keras.Model) or tf_keras model, got {type(model).__module__}."
+        f"{type(model).__qualname__}"
+    )
+
+
+def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_objects=None):
+    """Load a ``.keras`` (or tf_keras ``.h5``) file with the loader of ``flavour`` (``safe_mode`` on by default).
+
+    tf_keras models pruned or quantized by :mod:`fastnlp.speedups.compress` load without custom objects.
+
+    Examples:
+        >>> import keras, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        >>> keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(path)
+        >>> load_model(path, "keras").count_params()
+        4
+    """
+    fastnlp_layers.register_layers(flavour)  # models may hold fastnlp's own layers
+    if flavour == "tf_keras":  # models fastnlp.speedups.compress made hold tfmot's wrappers: know them without being told
+        from fastnlp.core.compression_objects import compression_objects
+
+        custom_objects = {**compression_objects(), **(custom_objects or {})}
+    options = {"safe_mode": safe_mode} if str(path).endswith(".keras") else {}  # HDF5 has no safe mode
+    return keras_module(flavour).models.load_model(path, custom_objects=custom_objects, **options)
+
+
+def callback_base(flavour: Flavour) -> type:
+    """The ``Callback`` base class that ``fit`` of ``flavour`` accepts."""
+    return keras_module(flavour).callbacks.Callback
+
+
+def loss_scale_optimizer_class(flavour: Flavour) -> type:
+    """The dynamic loss-scaling optimizer wrapper of ``flavour`` (needed for float16)."""
+    module = keras_module(flavour)
+    return module.optimizers.LossScaleOptimizer if flavour == "keras" else module.mixed_precision.LossScaleOptimizer
+
+
+def compile_arguments(model: Any) -> dict | None:
+    """The arguments ``model.compile`` was called with, or ``None`` for an uncompiled model."""
+    compiled = model.compiled if detect(model) == "keras" else model._is_compiled
+    if not compiled or not hasattr(model, "_compile_config"):
+        return None
+    return dict(model._compile_config.config)
+
+
+def require_compiled(model: Any, why: str) -> dict:
+    """``model``'s compile arguments; ``ValueError`` saying ``why`` it must be compiled when it is not."""
+    arguments = compile_arguments(model)
+    if arguments is None:
+        raise ValueError(f"{why}: compile the model first (model.compile(...))")
+    return arguments
+
+
+def check_rebuildable(model: Any) -> None:
+    """Raise ``TypeError`` unless ``model`` is a Sequential or functional model of either flavour."""
+    keras = keras_module(detect(model))
+    is_layer_graph = isinstance(model, keras.Sequential) or any(
+        cls.__name__ == "Functional" for cls in type(model).__mro__  # same class name in both flavours
+    )
+    if not is_layer_graph:
+        raise TypeError(
+            f"fastnlp re-creates models layer by layer, which a subclassed model "
+            f"({type(model).__qualname__}) does not allow; build it with keras.Sequential or the "
+            f"functional API (keras.Model(inputs, outputs))"
+        )
+
+
+# Config keys of wrapper layers (Bidirectional, TimeDistributed) that hold a whole layer's config.
+
+

@@ -1,0 +1,226 @@
+"""Layers that fastnlp models may hold: an LSTM that projects every time step's input before its loop.
+
+Keras's generic LSTM kernel multiplies ``x_t @ W`` and ``h @ U`` inside its time loop, and its
+automatic gradient does four more matrix products per step (``dx``, ``dW``, ``dh``, ``dU``). cuDNN
+instead projects the inputs of all steps with one large product before the loop, keeps only
+``h @ U`` inside it, and computes the weight gradients with one large product each after the
+backward loop. :class:`HoistedLSTM` runs the same schedule on any device: forward, one small
+product per step; backward, one small product per step (``dz @ U^T``); ``x @ W``, ``dx``, ``dW``,
+``dU`` and the bias gradient as single products over all steps. The math, the weights and their
+layout are the stock layer's: the class only changes how the loop is executed.
+
+The layer keeps the stock execution where that is the better or the only one: where cuDNN would run
+(a GPU is visible and the layer is cuDNN-eligible), with a mask, recurrent dropout, ``unroll=True``
+or activations other than tanh/sigmoid. :func:`hoisted_lstm_class` returns the class for a flavour;
+both are registered for saving as ``fastnlp>HoistedLSTM``, so a saved model loads wherever
+``fastnlp`` is imported (:func:`fastnlp.load_checkpoint` does so).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+__all__ = ["counterpart", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted_lstm", "register_layers"]
+
+
+def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) -> tuple[Any, Any, Any]:
+    """Run the LSTM recurrence over inputs already projected: ``projected[t] = x_t @ W + b``.
+
+    Args:
+        projected: ``(time, batch, 4 * units)`` pre-activations from the inputs, time-major, gates in
+            Keras's order (input, forget, cell, output).
+        h0: ``(batch, units)`` initial hidden state.
+        c0: ``(batch, units)`` initial cell state.
+        recurrent_kernel: ``(units, 4 * units)``.
+
+    Returns:
+        ``(outputs, h, c)``: every step's hidden state ``(time, batch, units)`` and the final states.
+        Differentiable in all four arguments, with one ``(batch, 4 * units) @ (4 * units, units)``
+        product per backward step and the recurrent kernel's gradient as one product after the loop.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> outputs, h, c = hoisted_recurrence(tf.zeros((5, 2, 12)), tf.zeros((2, 3)), tf.zeros((2, 3)), tf.zeros((3, 12)))
+        >>> tuple(outputs.shape), tuple(h.shape)
+        ((5, 2, 3), (2, 3))
+    """
+    return _recurrence_function()(projected, h0, c0, recurrent_kernel)
+
+
+@functools.cache
+def _recurrence_function() -> Any:
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def recurrence(projected, h0, c0, recurrent_kernel):
+        steps = tf.shape(projected)[0]
+        inputs = tf.TensorArray(projected.dtype, size=steps).unstack(projected)
+        empty = functools.partial(tf.TensorArray, projected.dtype, size=steps)
+
+        def step(t, h, c, hs, cs, gates):
+            z = inputs.read(t) + tf.matmul(h, recurrent_kernel)
+            z_i, z_f, z_g, z_o = tf.split(z, 4, axis=1)
+            i, f, o, g = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.sigmoid(z_o), tf.tanh(z_g)
+            c = f * c + i * g
+            h = o * tf.tanh(c)
+            return t + 1, h, c, hs.write(t, h), cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], axis=1))
+
+        _, h, c, hs, cs, gates = tf.while_loop(
+            lambda t, *_: t < steps, step, (0, h0, c0, empty(), empty(), empty()), parallel_iterations=1
+        )
+        hs, cs, gates = hs.stack(), cs.stack(), gates.stack()
+
+        def gradient(d_outputs, d_h, d_c):
+            d_outputs = tf.zeros_like(hs) if d_outputs is None else d_outputs
+            d_h = tf.zeros_like(h0) if d_h is None else d_h
+            d_c = tf.zeros_like(c0) if d_c is None else d_c
+            previous_c = tf.concat([c0[None], cs[:-1]], axis=0)
+            transposed_kernel = tf.transpose(recurrent_kernel)
+
+            def back(t, dh_next, dc_next, dzs):
+                i, f, g, o = tf.split(gates[t], 4, axis=1)
+                tanh_c = tf.tanh(cs[t])
+                dh = d_outputs[t] + dh_next
+                dc = dc_next + dh * o * (1 - tanh_c * tanh_c)
+                dz = tf.concat(
+                    [dc * g * i * (1 - i), dc * previous_c[t] * f * (1 - f), dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)],
+                    axis=1,
+                )
+                return t - 1, tf.matmul(dz, transposed_kernel), dc * f, dzs.write(t, dz)
+
+            _, dh0, dc0, dzs = tf.while_loop(
+                lambda t, *_: t >= 0, back, (steps - 1, d_h, d_c, empty()), parallel_iterations=1
+            )
+            dz = dzs.stack()
+            previous_h = tf.concat([h0[None], hs[:-1]], axis=0)
+            units = tf.shape(h0)[1]
+            d_kernel = tf.matmul(tf.reshape(previous_h, (-1, units)), tf.reshape(dz, (-1, 4 * units)), transpose_a=True)
+            return dz, dh0, dc0, d_kernel
+
+        return (hs, h, c), gradient
+
+    return recurrence
+
+
+def _hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *, go_backwards: bool, return_sequences: bool):
+    """Batch-major LSTM over ``sequences`` (batch, time, features): ``(last_output, outputs, [h, c])``."""
+    import tensorflow as tf
+
+    if go_backwards:
+        sequences = tf.reverse(sequences, axis=[1])
+    time_major = tf.transpose(sequences, (1, 0, 2))  # one transpose of the narrow input, not of the 4x wider projection
+    shape = tf.shape(time_major)
+    projected = tf.matmul(tf.reshape(time_major, (-1, shape[2])), kernel)
+    if bias is not None:
+        projected = projected + bias
+    projected = tf.reshape(projected, (shape[0], shape[1], -1))
+    outputs, h, c = hoisted_recurrence(projected, h0, c0, recurrent_kernel)
+    outputs = tf.transpose(outputs, (1, 0, 2)) if return_sequences else h[:, None, :]
+    return h, outputs, [h, c]
+
+
+def _gpu_visible() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def _hoistable(layer: Any, mask: Any) -> bool:
+    """Whether the hoisted loop computes what ``layer``'s stock kernel would, and cuDNN would not run instead."""
+    cell = layer.cell
+    standard = (
+        mask is None
+        and not layer.unroll
+        and not cell.recurrent_dropout
+        and getattr(cell.activation, "__name__", None) == "tanh"
+        and getattr(cell.recurrent_activation, "__name__", None) == "sigmoid"
+    )
+    cudnn_would_run = _gpu_visible() and cell.use_bias and getattr(layer, "use_cudnn", "auto") in ("auto", True)
+    return standard and not cudnn_would_run
+
+
+@functools.cache
+def hoisted_lstm_class(flavour: str) -> type:
+    """The ``HoistedLSTM`` class of ``flavour`` (``"keras"`` or ``"tf_keras"``), registered for saving.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> stock = keras.layers.LSTM(4, return_sequences=True)
+        >>> x = np.random.default_rng(0).normal(size=(2, 7, 3)).astype("float32")
+        >>> y = stock(x)
+        >>> hoisted = hoisted_lstm_class("keras").from_config(stock.get_config())
+        >>> _ = hoisted(x); hoisted.set_weights(stock.get_weights())
+        >>> bool(np.allclose(hoisted(x), y, atol=1e-6))
+        True
+    """
+    module = importlib.import_module(flavour)
+    base = module.layers.LSTM
+    register = module.saving.register_keras_serializable if flavour == "keras" else module.utils.register_keras_serializable
+
+    if flavour == "keras":
+
+        class HoistedLSTM(base):
+            """A Keras 3 ``LSTM`` whose loop is executed as cuDNN schedules it (see :mod:`fastnlp.core.layers`)."""
+
+            def inner_loop(self, sequences, initial_state, mask, training=False):
+                if isinstance(mask, (list, tuple)):
+                    mask = mask[0]
+                if not _hoistable(self, mask):
+                    return super().inner_loop(sequences, initial_state, mask, training=training)
+                if training and self.dropout:
+                    sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
+                cell = self.cell
+                return _hoisted_lstm(
+                    sequences, initial_state[0], initial_state[1], cell.kernel.value, cell.recurrent_kernel.value,
+                    cell.bias.value if cell.use_bias else None,
+                    go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+                )
+
+    else:
+
+        class HoistedLSTM(base):
+            """A tf_keras ``LSTM`` whose loop is executed as cuDNN schedules it (see :mod:`fastnlp.core.layers`)."""
+
+            def call(self, inputs, mask=None, training=None, initial_state=None):
+                if isinstance(mask, (list, tuple)):
+                    mask = mask[0]
+                ragged = not hasattr(inputs, "shape") or type(inputs).__name__ == "RaggedTensor"
+                if ragged or self.time_major or not _hoistable(self, mask):
+                    return super().call(inputs, mask=mask, training=training, initial_state=initial_state)
+                inputs, initial_state, _ = self._process_inputs(inputs, initial_state, None)
+                self.reset_dropout_mask()
+                dropout = self.get_dropout_mask_for_cell(inputs, training, count=4)
+                if dropout is not None:  # the stock fused path also applies one mask to every gate
+                    inputs = inputs * dropout[0][:, None, :]
+                cell = self.cell
+                last, outputs, states = _hoisted_lstm(
+                    inputs, initial_state[0], initial_state[1], cell.kernel, cell.recurrent_kernel,
+                    cell.bias if cell.use_bias else None,
+                    go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+                )
+                if self.stateful:
+                    for variable, value in zip(self.states, states):
+                        variable.assign(value)
+                output = outputs if self.return_sequences else last
+                return [output, *states] if self.return_state else output
+
+    HoistedLSTM.__qualname__ = HoistedLSTM.__name__
+    HoistedLSTM.__module__ = __name__
+    return register(package="fastnlp", name="HoistedLSTM")(HoistedLSTM)
+
+
+def register_layers(flavour: str) -> None:
+    """Make ``flavour``'s loader know fastnlp's layers (call it before loading a saved model)."""
+    hoisted_lstm_class(flavour)
+
+
+def is_hoisted_lstm(layer: Any) -> bool:
+    """Whether ``layer`` is a :class:`HoistedLSTM` of either flavour."""
+    return type(layer).__name__ == "HoistedLSTM" and type(layer).__module__ == __name__
+
+
+def counterpart(layer: Any, flavour: str) -> type | None:
+    """The class of ``flavour`` that re-creates fastnlp's ``layer`` from its config (``None``: not fastnlp's)."""
+    return hoisted_lstm_class(flavour) if is_hoisted_lstm(layer) else None

@@ -1,0 +1,162 @@
+"""What fastnlp did to make a model, kept with the model and saved with it.
+
+A :class:`Lineage` lists the speedups applied, in order, the flavour the user's model started in
+(``strip_pruning`` returns to it) and, while the model trains under a ``tf.distribute`` strategy,
+how (:class:`Distribution`). It rides on the model as a small Keras object that
+``model.save(".keras")`` writes into the archive's assets (``assets/fastnlp_lineage/lineage.json``),
+in both flavours, the way Keras keeps a layer's dtype policy with the layer; :func:`saved_lineage`
+reads it back, and ``fastnlp.load_checkpoint`` puts it on the loaded model. A strategy is a live
+object: it is not saved, so a reloaded model is distributed again if it is to train so.
+
+A model ``keras.models.load_model`` reads is the same model without the record (Keras skips the
+asset), so plain Keras can still load every file fastnlp saves. HDF5 (``.h5``) files have no assets
+and keep no lineage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+from fastnlp.core import flavour as flavours
+
+__all__ = ["ATTRIBUTE", "Distribution", "Lineage", "applied_speedups", "carry_lineage", "lineage_of", "record", "saved_lineage", "set_lineage"]
+
+#: The model attribute the record rides on, and so the assets folder ``model.save`` writes it to.
+ATTRIBUTE = "fastnlp_lineage"
+_FILE = "lineage.json"
+_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """How a model trains under a ``tf.distribute`` strategy: the strategy, the backup folder, and
+    ``prepare(model)``, which installs on a copy what training it so needs (``fastnlp.distribute``'s)."""
+
+    strategy: Any
+    backup_dir: str | None
+    prepare: Callable[[Any], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Lineage:
+    """What fastnlp applied to make a model.
+
+    Examples:
+        >>> Lineage().then("use_xla (jit_compile=True)", "keras").applied
+        ('use_xla (jit_compile=True)',)
+    """
+
+    applied: tuple[str, ...] = ()
+    origin_flavour: str | None = None  # the flavour of the first model given to fastnlp
+    distribution: Distribution | None = None  # live only: never saved
+
+    def then(self, entry: str, flavour: str, distribution: Distribution | None = None) -> Lineage:
+        """This lineage with ``entry`` applied to a model of ``flavour``."""
+        return Lineage((*self.applied, entry), self.origin_flavour or flavour, distribution or self.distribution)
+
+    def to_json(self) -> str:
+        """The saved part: what was applied and the origin flavour."""
+        return json.dumps({"format": _FORMAT, "applied": list(self.applied), "origin_flavour": self.origin_flavour})
+
+    @classmethod
+    def from_json(cls, text: str) -> Lineage:
+        """The lineage :meth:`to_json` wrote.
+
+        Examples:
+            >>> Lineage.from_json(Lineage(("a", "b"), "keras").to_json())
+            Lineage(applied=('a', 'b'), origin_flavour='keras', distribution=None)
+        """
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ValueError(f"not a fastnlp lineage record (format {_FORMAT}): {text[:80]!r}")
+        return cls(tuple(str(entry) for entry in data.get("applied", ())), data.get("origin_flavour"))
+
+
+def lineage_of(model: Any) -> Lineage:
+    """The lineage of ``model`` (empty for a model fastnlp did not make)."""
+    carrier = model.__dict__.get(ATTRIBUTE) if hasattr(model, "__dict__") else None
+    return carrier.lineage if carrier is not None else Lineage()
+
+
+def set_lineage(model: Any, lineage: Lineage) -> None:
+    """Put ``lineage`` on ``model``, replacing any it had."""
+    carrier = _carrier_class(flavours.detect(model))(lineage)
+    # object.__setattr__: Keras would track a layer set as an attribute as one of the model's own
+    object.__setattr__(model, ATTRIBUTE, carrier)
+
+
+def record(model: Any, entry: str, source: Any, *, distribution: Distribution | None = None) -> None:
+    """Note on ``model`` that it is ``source`` with ``entry`` applied (``distribution``: it now trains so)."""
+    before = lineage_of(source)
+    keep = distribution or lineage_of(model).distribution  # a rebuild under a strategy carried it over
+    set_lineage(model, before.then(entry, flavours.detect(source), keep))
+
+
+def carry_lineage(source: Any, copy: Any) -> None:
+    """Give ``copy``, rebuilt from ``source``, ``source``'s lineage, and what training it under a strategy needs."""
+    lineage = lineage_of(source)
+    if lineage.applied or lineage.distribution is not None:
+        set_lineage(copy, lineage)
+    if lineage.distribution is not None:
+        lineage.distribution.prepare(copy)
+
+
+def applied_speedups(model: Any) -> tuple[str, ...]:
+    """What fastnlp applied to make ``model``, in order (empty for a model it did not make).
+
+    The record is saved with the model (``.keras`` files) and read back by :func:`fastnlp.load_checkpoint`.
+
+    Args:
+        model: a Keras model of either flavour.
+
+    Returns:
+        One entry per speedup, e.g. ``'set_steps_per_execution(steps=8)'``; an entry ending in
+        ``': no effect'`` names a speedup that could not take effect and returned an unchanged copy.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model.
+
+    Examples:
+        >>> from fastnlp import build_lstm
+        >>> applied_speedups(build_lstm(10, units=4, num_layers=1, speedups=["enable_mixed_precision"]))[0][:24]
+        'enable_mixed_precision(p'
+    """
+    try:
+        flavours.detect(model)
+    except TypeError:
+        raise TypeError(f"applied_speedups expects a Keras model, got {type(model).__name__}") from None
+    return lineage_of(model).applied
+
+
+def saved_lineage(path: str | os.PathLike) -> Lineage | None:
+    """The lineage saved in the ``.keras`` archive at ``path`` (``None``: none, or not an archive)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            text = archive.read(f"assets/{ATTRIBUTE}/{_FILE}").decode("utf-8")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return None
+    return Lineage.from_json(text)
+
+
+@functools.cache
+def _carrier_class(flavour: str) -> type:
+    """A weightless Keras object of ``flavour`` that both flavours' ``.keras`` saving visit (a layer),
+    writing the lineage into the archive's assets."""
+    base = flavours.keras_module(flavour).layers.Layer
+
+    class LineageCarrier(base):
+        def __init__(self, lineage: Lineage) -> None:
+            super().__init__(name=ATTRIBUTE, trainable=False)
+            self.lineage = lineage
+
+        def save_assets(self, dir_path: str) -> None:
+            with open(os.path.join(dir_path, _FILE), "w", encoding="utf-8") as file:
+                file.write(self.lineage.to_json())
+
+    return LineageCarrier

@@ -1,0 +1,137 @@
+"""What the recurrent layers of a model are, and what keeps each off a fast kernel.
+
+The fast paths have conditions: a Keras LSTM runs the fused cuDNN kernel only with tanh and sigmoid
+activations, no recurrent dropout, not unrolled, with a bias, strictly right-padded masks and a
+visible GPU, and a cuDNN LSTM cannot be XLA-compiled; fastnlp's hoisted loop reproduces the stock
+math only without masks, recurrent dropout or unrolling. :func:`cudnn_report` says, layer by layer,
+which kernel will run and why; the speedups ask the same questions of this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastnlp.core import flavour, hardware
+
+__all__ = ["HARMLESS_SETTINGS", "CudnnStatus", "cudnn_blockers", "cudnn_report", "hoisting_blockers", "jit_compiled", "recurrent_layers"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CudnnStatus:
+    """Whether one recurrent layer will run the fused cuDNN kernel, and what stands in its way."""
+
+    layer: str
+    kind: str
+    eligible: bool  # the layer's own settings allow cuDNN
+    reasons: tuple[str, ...]  # why not, or the conditions left to the run
+
+    def __str__(self) -> str:
+        verdict = "cuDNN-eligible" if self.eligible else "generic kernel"
+        return f"{self.layer} ({self.kind}): {verdict}" + (f" — {'; '.join(self.reasons)}" if self.reasons else "")
+
+
+def cudnn_report(model: Any) -> list[CudnnStatus]:
+    """Per LSTM/GRU layer: will it run the fused cuDNN kernel, and why not.
+
+    Checks the layer's settings (activations, recurrent dropout, unrolling, bias, GRU's
+    ``reset_after``, Keras 3's ``use_cudnn``), the model's compile options (XLA) and the machine
+    (a visible GPU). A layer that receives a mask also needs it strictly right-padded, which only
+    the data can tell: the report says so.
+
+    Args:
+        model: a Keras 3 or tf_keras model.
+
+    Returns:
+        One :class:`CudnnStatus` per LSTM/GRU layer (nested models included): ``layer``,
+        ``eligible`` and the ``reasons`` it is not.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model.
+
+    Examples:
+        >>> from fastnlp import build_lstm
+        >>> model = build_lstm(50, units=8, num_layers=1)
+        >>> print(cudnn_report(model)[0])  # doctest: +ELLIPSIS
+        lstm_1 (LSTM): cuDNN-eligible — ...no GPU visible...
+    """
+    keras = flavour.keras_module(flavour.detect(model))
+    statuses = []
+    gpu = hardware.has_gpu()
+    xla = jit_compiled(model)
+    for layer, masked in recurrent_layers(model):  # masked: an Embedding(mask_zero=True) or Masking upstream
+        blockers = cudnn_blockers(layer, isinstance(layer, keras.layers.GRU))
+        notes = list(blockers)
+        if not blockers:
+            if xla:
+                notes.append("the model is compiled with jit_compile=True, and XLA cannot compile the cuDNN kernel")
+            if not gpu:
+                notes.append("no GPU visible: the generic kernel runs here (cuDNN is GPU-only)")
+            if masked:
+                notes.append("the model masks its input: cuDNN also needs the sequences strictly right-padded")
+        statuses.append(CudnnStatus(layer.name, type(layer).__name__, not blockers, tuple(notes)))
+    return statuses
+
+
+#: settings that block cuDNN without being part of the layer's math: enable_cudnn changes them
+HARMLESS_SETTINGS = {"unroll": False, "use_cudnn": "auto"}
+
+
+def cudnn_blockers(layer: Any, is_gru: bool, harmless: bool = True) -> list[str]:
+    """What keeps ``layer`` off cuDNN; with ``harmless=False`` only what would change its math to fix."""
+    config = layer.get_config()
+    blockers = []
+    if config.get("activation") != "tanh":
+        blockers.append(f"activation={config.get('activation')!r} (cuDNN needs 'tanh')")
+    if config.get("recurrent_activation") != "sigmoid":
+        blockers.append(f"recurrent_activation={config.get('recurrent_activation')!r} (cuDNN needs 'sigmoid')")
+    if config.get("recurrent_dropout", 0):
+        blockers.append(f"recurrent_dropout={config['recurrent_dropout']} (cuDNN needs 0)")
+    if config.get("unroll") and harmless:
+        blockers.append("unroll=True")
+    if not config.get("use_bias", True):
+        blockers.append("use_bias=False")
+    if is_gru and not config.get("reset_after", True):
+        blockers.append("reset_after=False (cuDNN's GRU resets after the matrix product)")
+    if getattr(layer, "use_cudnn", "auto") is False and harmless:  # Keras 3 only, and not in its config
+        blockers.append("use_cudnn=False")
+    return blockers
+
+
+def recurrent_layers(model: Any, *, lstm_only: bool = False, inside_wrappers: bool = True) -> list[tuple[Any, bool]]:
+    """``(layer, masked)`` per LSTM/GRU of ``model`` (nested models included); ``masked``: whether a mask reaches it.
+
+    ``lstm_only`` leaves GRUs out; ``inside_wrappers=False`` leaves out the layers a ``Bidirectional`` wraps.
+    """
+    keras = flavour.keras_module(flavour.detect(model))
+    kinds = (keras.layers.LSTM,) if lstm_only else (keras.layers.LSTM, keras.layers.GRU)
+    found, masked = [], False
+    for holder in flavour.leaf_layers(model):
+        masked = masked or bool(getattr(holder, "mask_zero", False)) or isinstance(holder, keras.layers.Masking)
+        wrapped = inside_wrappers and isinstance(holder, keras.layers.Bidirectional)
+        inner = [holder.forward_layer, holder.backward_layer] if wrapped else [holder]
+        found.extend((layer, masked) for layer in inner if isinstance(layer, kinds))
+    return found
+
+
+def jit_compiled(model: Any) -> bool:
+    """Whether ``model`` is compiled with ``jit_compile=True`` (XLA)."""
+    arguments = flavour.compile_arguments(model) or {}
+    return arguments.get("jit_compile") is True
+
+
+def hoisting_blockers(layer: Any, masked: bool) -> list[str]:
+    """Why ``layer``'s loop cannot be hoisted without changing its math (empty: it can)."""
+    config = layer.get_config()
+    reasons = []
+    if config.get("activation") != "tanh" or config.get("recurrent_activation") != "sigmoid":
+        reasons.append("activations other than tanh/sigmoid")
+    if config.get("recurrent_dropout"):
+        reasons.append("recurrent_dropout (a new mask inside the loop)")
+    if config.get("unroll"):
+        reasons.append("unroll=True")
+    if config.get("time_major"):
+        reasons.append("time_major=True")
+    if masked:
+        reasons.append("a mask (masked steps keep the previous state)")
+    return reasons

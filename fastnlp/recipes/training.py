@@ -1,0 +1,293 @@
+"""``train_char_lm``: the best character LM this machine can train in a given number of seconds.
+
+The recipe, measured on this project's 2-core CPU (docs/benchmarks.md, "Time to a good model"):
+every-position targets on short windows, one hoisted-projection LSTM layer, a fairly high peak
+learning rate decayed linearly to the end of the budget, and a model size that grows with the
+budget. Validation is nanoGPT's ``shakespeare_char`` measure: the last ``validation_split`` of the
+text as 64-character windows, each from a zero state, mean cross-entropy over every position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from fastnlp.core import flavour as flavours
+from fastnlp.core.measure import step_matmul_flops, time_to
+from fastnlp.core.validation import (
+    check_callable,
+    check_fraction,
+    check_non_negative_int,
+    check_positive_int,
+    check_positive_number,
+)
+from fastnlp.preprocess import CharVocabulary, char_lm_dataset
+from fastnlp.recipes.models import build_lstm
+from fastnlp.speedups.hoisting import hoist_lstm_projection
+from fastnlp.speedups.schedules import learning_rate_budget
+
+__all__ = ["CharLMRecipe", "CharLMResult", "char_lm_loss", "choose_recipe", "char_lm_sampler", "sample_text", "split_text", "train_char_lm"]
+
+#: Characters per window of the validation measure (nanoGPT's block size for shakespeare_char).
+EVAL_WINDOW = 64
+#: FLOP/s of a (32 x 256) @ (256 x 1024) product on the machine the recipe's rules were measured on,
+#: and the budget at which that machine's best width was 256 units.
+REFERENCE_MATMUL_FLOPS = 68e9
+_REFERENCE_BUDGET_S = 37.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CharLMRecipe:
+    """The settings :func:`train_char_lm` trains with (see :func:`choose_recipe`)."""
+
+    units: int
+    num_layers: int
+    embedding_dim: int
+    seq_len: int
+    batch_size: int
+    learning_rate: float
+    warmup_fraction: float = 0.05
+    final_fraction: float = 0.1
+    seq_len_warmup: int = 0
+
+
+@dataclasses.dataclass
+class CharLMResult:
+    """What :func:`train_char_lm` returns."""
+
+    model: Any
+    vocabulary: CharVocabulary
+    recipe: CharLMRecipe
+    curve: list[tuple[float, float]]  # (training seconds, validation loss), the last at the end of training
+    steps: int
+    training_s: float
+
+    @property
+    def validation_loss(self) -> float:
+        """The validation loss of the returned model."""
+        return self.curve[-1][1]
+
+    def time_to(self, loss: float) -> float | None:
+        """Training seconds at the first evaluation at or below ``loss`` (None: never reached)."""
+        return time_to(self.curve, loss)
+
+
+def choose_recipe(budget_s: float, matmul_flops: float | None = None) -> CharLMRecipe:
+    """The settings for a budget of ``budget_s`` training seconds on this machine.
+
+    The rules, from runs on this project's 2-core CPU (docs/training.md has the table):
+
+    * width grows with the fifth root of the compute in the budget: a larger model learns more per
+      step but takes fewer of them. The compute is ``budget_s`` times this machine's rate for the
+      LSTM's step-shaped matrix product (``matmul_flops``, measured in about 0.3 s when not given),
+      relative to the reference machine, where 256 units were best at 37 s and 384 at 300 s;
+    * 32-character windows and batches of 32 (64-character windows reached 2.07 at 37 s where 32
+      reached 1.78): many cheap updates leave the unigram plateau soonest; the first 150 batches
+      shorter still (``seq_len_warmup``: 1.72-1.75 at 37 s against 1.78-1.80 without);
+    * the peak learning rate falls with the square root of the width (6e-3 at 256 units).
+
+    Args:
+        budget_s: training seconds.
+        matmul_flops: this machine's FLOP/s for a ``(32 x 256) @ (256 x 1024)`` product, or ``None``
+            to measure it.
+
+    Returns:
+        A :class:`CharLMRecipe`.
+
+    Raises:
+        ValueError: a budget or rate that is not positive.
+
+    Examples:
+        >>> choose_recipe(37, matmul_flops=REFERENCE_MATMUL_FLOPS).units, choose_recipe(300, matmul_flops=REFERENCE_MATMUL_FLOPS).units
+        (256, 384)
+    """
+    check_positive_number(budget_s=budget_s)
+    if matmul_flops is None:
+        matmul_flops = step_matmul_flops(32, 256, 256)
+    if not matmul_flops > 0:
+        raise ValueError(f"matmul_flops must be positive, got {matmul_flops!r}")
+    compute = budget_s * matmul_flops / (_REFERENCE_BUDGET_S * REFERENCE_MATMUL_FLOPS)
+    units = int(min(max(64 * round(4 * compute**0.2), 128), 1024))
+    return CharLMRecipe(
+        units=units, num_layers=1, embedding_dim=64, seq_len=32, batch_size=32,
+        learning_rate=round(6e-3 * math.sqrt(256 / units), 5), seq_len_warmup=150,
+    )
+
+
+def split_text(text: str, validation_split: float = 0.1) -> tuple[str, str]:
+    """``(training text, held-out text)``: the last ``validation_split`` of ``text`` is held out.
+
+    Examples:
+        >>> split_text("abcdefghij", 0.2)
+        ('abcdefgh', 'ij')
+    """
+    check_fraction("validation_split", validation_split, include_zero=False)
+    cut = len(text) - int(round(len(text) * validation_split))
+    return text[:cut], text[cut:]
+
+
+def char_lm_loss(model: Any, ids: np.ndarray, window: int = EVAL_WINDOW, batch_size: int = 512) -> float:
+    """Mean cross-entropy (nats) of every next id over ``ids`` cut into ``window``-long windows, each from a zero state.
+
+    Examples:
+        >>> from fastnlp import build_lstm
+        >>> model = build_lstm(5, units=4, num_layers=1)
+        >>> round(char_lm_loss(model, np.arange(200) % 5, window=8), 1)  # an untrained model: about log(5)
+        1.6
+    """
+    windows = (len(ids) - 1) // window
+    if windows < 1:
+        raise ValueError(f"need more than window={window} ids to score, got {len(ids)}")
+    inputs = ids[: windows * window].reshape(windows, window)
+    targets = ids[1 : windows * window + 1].reshape(windows, window)
+    total = 0.0
+    for start in range(0, windows, batch_size):
+        probabilities = model(inputs[start : start + batch_size], training=False)
+        chosen = np.take_along_axis(np.asarray(probabilities), targets[start : start + batch_size, :, None], axis=2)
+        total += float(-np.log(np.clip(chosen, 1e-7, 1.0)).sum())
+    return total / targets.size
+
+
+def train_char_lm(
+    text: str,
+    budget_s: float,
+    *,
+    recipe: CharLMRecipe | None = None,
+    validation_split: float = 0.1,
+    evaluations: int = 8,
+    flavour: str = "keras",
+    seed: int = 0,
+    report: Any = None,
+    validate: Any = None,
+) -> CharLMResult:
+    """Train a character LM on ``text`` for ``budget_s`` training seconds; return the model, vocabulary and loss curve.
+
+    The last ``validation_split`` of the text is held out and never trained on; the model is scored
+    on it ``evaluations`` times, spread over the budget (evaluation time is not training time). The
+    model takes id sequences of any length.
+
+    Args:
+        text: the corpus, any Unicode.
+        budget_s: training seconds, counted from the first step (graph tracing included).
+        recipe: the settings; by default :func:`choose_recipe` picks them from the budget.
+        validation_split: the share of the text held out, at its end.
+        evaluations: validation points on the curve (at least 1: the end).
+        flavour: ``"keras"`` (Keras 3) or ``"tf_keras"``.
+        seed: seeds the shuffling.
+        report: called with a line of text at each evaluation (e.g. ``print``).
+        validate: ``validate(model, held_out_ids) -> loss`` replaces the 64-character-window
+            measure (:func:`char_lm_loss`) on the curve, e.g. to score another recipe's way.
+
+    Returns:
+        A :class:`CharLMResult`: ``model``, ``vocabulary``, ``recipe``, ``curve`` of
+        ``(training seconds, validation loss)``, ``steps`` and ``training_s``.
+
+    Raises:
+        TypeError: ``text`` is not a str.
+        ValueError: a budget that is not positive, too little text for the recipe, or an argument out of range.
+
+    Examples:
+        >>> result = train_char_lm("to be or not to be, that is the question. " * 300, budget_s=2,
+        ...                        recipe=CharLMRecipe(units=16, num_layers=1, embedding_dim=8, seq_len=16,
+        ...                                            batch_size=8, learning_rate=1e-2), evaluations=1)
+        >>> result.validation_loss < result.curve[0][1], result.vocabulary.size
+        (True, 15)
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_positive_number(budget_s=budget_s)
+    check_positive_int(evaluations=evaluations)
+    if recipe is not None and not isinstance(recipe, CharLMRecipe):
+        raise TypeError(f"recipe must be a CharLMRecipe (or None), got {type(recipe).__name__}")
+    check_non_negative_int(seed=seed)
+    check_callable(report=report, validate=validate)
+    recipe = recipe or choose_recipe(budget_s)
+    train_text, held_out = split_text(text, validation_split)
+    if len(held_out) <= EVAL_WINDOW or len(train_text) < recipe.seq_len * recipe.batch_size + 1:
+        raise ValueError(
+            f"the text ({len(text)} characters) is too short: it needs a held-out tail of more than {EVAL_WINDOW} "
+            f"characters and at least one batch of {recipe.batch_size} x {recipe.seq_len} characters to train on"
+        )
+    vocabulary = CharVocabulary.from_text(text)  # the characters of the whole text, so that the held-out tail encodes
+    held_out_ids = vocabulary.encode(held_out)
+    data = char_lm_dataset(
+        train_text, recipe.seq_len, recipe.batch_size, 0.0, vocabulary=vocabulary, seed=seed,
+        seq_len_warmup=recipe.seq_len_warmup,
+    )
+    model = hoist_lstm_projection(build_lstm(
+        vocabulary.size, units=recipe.units, num_layers=recipe.num_layers, dropout=0.0,
+        embedding_dim=recipe.embedding_dim, learning_rate=recipe.learning_rate, flavour=flavour,
+    ))
+    budget = learning_rate_budget(
+        model, seconds=budget_s, warmup_fraction=recipe.warmup_fraction, final_fraction=recipe.final_fraction
+    )
+    score = validate or char_lm_loss
+    curve = [(0.0, score(model, held_out_ids))]
+
+    def evaluate() -> None:
+        curve.append((budget.elapsed_s, score(model, held_out_ids)))
+        if report is not None:
+            report(f"{budget.elapsed_s:7.1f} s  {budget.steps_done:6d} steps  validation loss {curve[-1][1]:.4f}")
+
+    interval = budget_s / evaluations
+
+    class Evaluations(flavours.callback_base(flavours.detect(model))):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_at = interval
+
+        def on_train_batch_end(self, batch, logs=None):
+            if budget.elapsed_s >= self.next_at and budget.progress < 1:
+                evaluate()  # once, even when a slow step (a trace) crossed several evaluation times
+                self.next_at = (budget.elapsed_s // interval + 1) * interval
+
+    model.fit(data.train, epochs=1_000_000, shuffle=False, callbacks=[budget, Evaluations()], verbose=0)
+    evaluate()
+    return CharLMResult(model, vocabulary, recipe, curve, budget.steps_done, budget.elapsed_s)
+
+
+def sample_text(
+    next_probabilities: Any, vocabulary: CharVocabulary, prompt: str, length: int = 200, *, temperature: float = 1.0, seed: int = 0
+) -> str:
+    """``length`` characters sampled one at a time after ``prompt``.
+
+    Args:
+        next_probabilities: ``next_probabilities(ids) -> probabilities`` of the character after the
+            id sequence ``ids`` (1-D, the prompt and what was sampled so far).
+        vocabulary: the model's characters.
+        prompt: text to start from (its characters must be in the vocabulary).
+        length: characters to sample.
+        temperature: below 1 sharpens the distribution, above 1 flattens it.
+        seed: the sampling seed.
+
+    Examples:
+        >>> vocab = CharVocabulary("ab")
+        >>> sample_text(lambda ids: np.array([0.0, 1.0]), vocab, "a", length=3)
+        'bbb'
+    """
+    check_positive_int(length=length)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    rng = np.random.default_rng(seed)
+    ids = list(vocabulary.encode(prompt))
+    for _ in range(length):
+        logits = np.log(np.clip(np.asarray(next_probabilities(np.asarray(ids, np.int32)), np.float64), 1e-12, 1)) / temperature
+        weights = np.exp(logits - logits.max())
+        ids.append(int(rng.choice(len(weights), p=weights / weights.sum())))
+    return vocabulary.decode(ids[len(ids) - length :])
+
+
+def char_lm_sampler(model: Any, window: int = EVAL_WINDOW) -> Any:
+    """``next_probabilities`` for :func:`sample_text` from a model of ``build_lstm``'s char-LM shape: it reads
+    the last ``window`` ids (the context length it is scored on), from a zero state."""
+    import tensorflow as tf
+
+    predict = tf.function(lambda ids: model(ids, training=False)[:, -1, :], reduce_retracing=True)
+
+    def next_probabilities(ids: np.ndarray) -> np.ndarray:
+        return predict(ids[None, -window:]).numpy()[0]
+
+    return next_probabilities

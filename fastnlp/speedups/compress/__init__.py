@@ -1,0 +1,16 @@
+"""Compression: pruning, quantization-aware training (LSTMs included) and TFLite/LiteRT export.
+
+``prune`` / ``strip_pruning`` and ``quantize`` wrap layers with tensorflow-model-optimization,
+which exists only for tf_keras: Keras 3 models are bridged there exactly (``fastnlp.core.convert.convert``).
+``to_tflite`` exports either flavour with a fused LSTM op, and ``LiteRTModel`` runs the result.
+"""
+
+from fastnlp.core.compression_objects import RecurrentQuantizeConfig
+from fastnlp.speedups.compress.export import QUANTIZATIONS, LiteRTModel, to_tflite
+from fastnlp.speedups.compress.pruning import prune, strip_pruning, weight_sparsity
+from fastnlp.speedups.compress.quantization import quantize
+
+__all__ = [
+    "QUANTIZATIONS", "LiteRTModel", "RecurrentQuantizeConfig", "prune", "quantize", "strip_pruning", "to_tflite",
+    "weight_sparsity",
+]

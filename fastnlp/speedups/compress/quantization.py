@@ -1,0 +1,87 @@
+"""Quantization-aware training for models with LSTM and GRU layers.
+
+tfmot's ``quantize_model`` rejects recurrent layers (its RNN entries were switched off pending
+verification) and Keras 3's ``model.quantize("int8")`` skips them. :class:`RecurrentQuantizeConfig`
+teaches tfmot an LSTM or GRU: the input and recurrent kernels go through 8-bit symmetric fake
+quantization (the scheme TFLite's int8 kernels use for weights) and the layer's output through an
+8-bit moving-average quantizer, so ``fit`` learns weights that survive int8 export. The gates'
+internal activations stay float during training; the converter calibrates them
+(``fastnlp.to_tflite(..., "int8", representative_data)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastnlp.core import flavour as flavours
+from fastnlp.core.compression_objects import RecurrentQuantizeConfig
+from fastnlp.core.rebuild import compile_like
+from fastnlp.core.registry import Applied, speedup
+from fastnlp.speedups.compress.common import check_float32, check_layers, tf_keras_copy
+
+__all__ = ["QUANTIZABLE_LAYERS", "quantize"]
+
+#: Layer classes :func:`quantize` accepts. Embedding stays float here (tfmot has no config for it);
+#: the int8 export quantizes its table.
+QUANTIZABLE_LAYERS: tuple[str, ...] = ("Activation", "Dense", "Dropout", "Embedding", "GRU", "LSTM")
+_RECURRENT = ("GRU", "LSTM")
+_LEFT_FLOAT = ("Embedding",)
+
+
+@speedup(stage="wrappers", conflicts=("enable_mixed_precision", "prune"), returns="tf_keras")
+def quantize(model: Any) -> Applied:
+    """A copy of ``model`` prepared for quantization-aware training, LSTM and GRU layers included.
+
+    Fine-tune the result with ``fit`` (a few hundred steps from the trained float weights), then
+    export with ``fastnlp.to_tflite(qat_model, "int8", representative_data)`` or ``"dynamic"``.
+    Quantization-aware training makes the int8 model's quality closer to the float model's; it
+    does not make training faster (fake quantization adds work to every step).
+
+    Save the result as ``.h5``: tfmot's quantization layers do not reload from tf_keras's
+    ``.keras`` format (even tfmot's own ``quantize_model`` on a Dense model fails there);
+    ``fastnlp.core.flavour.load_model(path, "tf_keras")`` reads the ``.h5`` file without custom objects.
+
+    Args:
+        model: a compiled float32 Sequential or functional model, Keras 3 or tf_keras, made of
+            Embedding, LSTM, GRU, Dense, Dropout and Activation layers.
+
+    Returns:
+        A compiled **tf_keras** model (tfmot exists only for tf_keras; a Keras 3 input gives a
+        :class:`~fastnlp.core.notices.FlavourWarning`). ``model`` is untouched.
+
+    Raises:
+        TypeError: not a Keras model, a subclassed model, or a layer of another class (named).
+        ValueError: ``model`` is not compiled, or has a non-float32 layer.
+
+    Examples:
+        >>> import numpy as np
+        >>> from fastnlp import build_lstm
+        >>> qat = quantize(build_lstm(20, units=8, num_layers=1, seq_len=6, flavour="tf_keras"))
+        >>> [type(layer).__name__ for layer in qat.layers][2:4]
+        ['QuantizeWrapperV2', 'QuantizeWrapperV2']
+        >>> x = np.random.default_rng(0).integers(0, 20, (8, 6))
+        >>> bool(np.isfinite(qat.fit(x, x, epochs=1, verbose=0).history["loss"][0]))
+        True
+    """
+    import tensorflow_model_optimization as tfmot
+
+    check_layers(model, QUANTIZABLE_LAYERS, "quantize")
+    check_float32(model, "quantize")
+    flavours.require_compiled(model, "quantize recompiles the quantization-aware model as the input was")
+    base = tf_keras_copy(model, "quantize")
+    api = tfmot.quantization.keras
+    keras = flavours.keras_module("tf_keras")
+
+    def annotate(layer):
+        kind = type(layer).__name__
+        if kind in _LEFT_FLOAT:
+            return layer  # ``base`` is our own copy, so its layers may be reused as they are
+        if kind in _RECURRENT:
+            return api.quantize_annotate_layer(layer, RecurrentQuantizeConfig())
+        return api.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(base, clone_function=annotate)
+    with api.quantize_scope({"RecurrentQuantizeConfig": RecurrentQuantizeConfig}):
+        trained_aware = api.quantize_apply(annotated)
+    compile_like(trained_aware, base)
+    return Applied(trained_aware, "quantize(8-bit weights and outputs; LSTM/GRU via RecurrentQuantizeConfig)")

@@ -1,0 +1,3 @@
+"""Data-parallel training: the cluster, the distributed model and dataset, backups, and a local
+launcher.
+"""

@@ -1,0 +1,135 @@
+"""The package's layers stay true: imports point one way, no cycles, no private names across modules.
+
+Every ``import`` in ``fastnlp/`` is read from the source, module-level and function-level alike (see
+docs/architecture.md for the layers and why).
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "fastnlp"
+
+#: Each layer may import its own and the layers before it, never one after it.
+LAYERS = ("fastnlp.core", "fastnlp.preprocess", "fastnlp.speedups", "fastnlp.recipes", "fastnlp.harness")
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def resolve(name: str) -> str | None:
+    """The package module that ``name`` (a module, or a name inside one) lives in."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports(module: str) -> list[tuple[str, list[str], int]]:
+    """``(imported module, names taken from it, line)`` for every import of a fastnlp module in ``module``."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, [], node.lineno) for alias in node.names if alias.name.startswith("fastnlp")]
+        elif isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                source = f"{base}.{source}" if source else base
+            if not source.startswith("fastnlp"):
+                continue
+            names = [alias.name for alias in node.names]
+            submodules = [f"{source}.{name}" for name in names if f"{source}.{name}" in MODULES]
+            found += [(sub, [], node.lineno) for sub in submodules]  # from package import module
+            plain = [name for name in names if f"{source}.{name}" not in MODULES]
+            if plain or not submodules:
+                found.append((source, plain, node.lineno))
+    return [(resolve(target), names, line) for target, names, line in found if resolve(target) not in (None, module)]
+
+
+def layer(module: str) -> int | None:
+    """The index of ``module``'s layer in :data:`LAYERS` (None: the top-level package files)."""
+    return next((i for i, prefix in enumerate(LAYERS) if module == prefix or module.startswith(prefix + ".")), None)
+
+
+def test_every_module_belongs_to_a_layer():
+    loose = sorted(m for m in MODULES if layer(m) is None and m not in ("fastnlp", "fastnlp.__main__"))
+    assert not loose, f"modules outside every layer of {LAYERS}: {loose}"
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [
+        f"{module}:{line} imports {target} ({LAYERS[layer(target)]} is above {LAYERS[layer(module)]})"
+        for module in MODULES
+        if layer(module) is not None
+        for target, _, line in imports(module)
+        if layer(target) is None or layer(target) > layer(module)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycle():
+    graph = {module: {target for target, _, _ in imports(module) if target != "fastnlp"} for module in MODULES}
+    cycles, index, low, stack, on_stack = [], {}, {}, [], set()
+
+    def visit(node):  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_no_private_name_is_imported_from_another_module():
+    private = [
+        f"{module}:{line} imports {', '.join(n for n in names if n.startswith('_'))} from {target}"
+        for module in MODULES
+        for target, names, line in imports(module)
+        if any(name.startswith("_") for name in names)
+    ]
+    assert not private, "\n".join(private)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from fastnlp.speedups import catalog\n", ["fastnlp.speedups.catalog"]),
+        ("def f():\n    from fastnlp.harness.demo import run_demo\n", ["fastnlp.harness.demo"]),
+        ("import fastnlp.core.flavour\n", ["fastnlp.core.flavour"]),
+    ],
+)
+def test_the_reader_sees_module_and_function_level_imports(tmp_path, monkeypatch, source, expected):
+    probe = PACKAGE / "core" / "probe.py"  # read only through MODULES: nothing is written to the package
+    monkeypatch.setitem(MODULES, "fastnlp.core.probe", tmp_path / "probe.py")
+    (tmp_path / "probe.py").write_text(source)
+    assert [target for target, _, _ in imports("fastnlp.core.probe")] == expected
+    assert not probe.exists()
+    assert layer(expected[0]) is not None

@@ -1,0 +1,157 @@
+"""The budget-aware pieces: the learning-rate budget, short windows first, train_char_lm and `fastnlp train`."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fastnlp import (
+    CharLMRecipe,
+    build_lstm,
+    char_lm_dataset,
+    learning_rate_budget,
+    load_checkpoint,
+    train_char_lm,
+)
+from fastnlp.harness.cli import main
+from fastnlp.recipes.training import char_lm_loss, choose_recipe, split_text
+from fastnlp.speedups.schedules import warmup_decay_factor
+
+TINY = CharLMRecipe(units=16, num_layers=1, embedding_dim=8, seq_len=16, batch_size=8, learning_rate=1e-2)
+
+
+def test_learning_rate_follows_warmup_and_decay_and_training_stops_at_the_step_budget(flavour):
+    model = build_lstm(10, units=4, num_layers=1, learning_rate=0.02, flavour=flavour)
+    budget = learning_rate_budget(model, steps=10, warmup_fraction=0.2, final_fraction=0.1)
+    seen = []
+    record = type(budget).__mro__[1]()  # a plain callback of the same flavour
+    record.on_train_batch_begin = lambda batch, logs=None: seen.append(float(model.optimizer.learning_rate.numpy()))
+    x = np.zeros((40, 5), "int32")
+    model.fit(x, x, batch_size=2, epochs=5, callbacks=[budget, record], verbose=0)
+
+    assert budget.steps_done == 10 and int(model.optimizer.iterations.numpy()) == 10
+    expected = [0.02 * warmup_decay_factor(step / 10, 0.2, 0.1) for step in range(10)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-5)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.02)  # the peak again after fit
+
+
+def test_learning_rate_budget_in_seconds_stops_the_fit():
+    model = build_lstm(10, units=4, num_layers=1)
+    budget = learning_rate_budget(model, seconds=0.5)
+    x = np.zeros((64, 5), "int32")
+    model.fit(x, x, batch_size=2, epochs=1000, callbacks=[budget], verbose=0)
+    assert 0.5 <= budget.elapsed_s < 5 and budget.progress >= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({}, "give the budget"), ({"seconds": -5}, "seconds must be"), ({"seconds": math.inf}, "seconds must be"),
+     ({"steps": 0}, "steps must be"), ({"steps": 5, "warmup_fraction": 1}, "warmup_fraction"),
+     ({"steps": 5, "final_fraction": 2}, "final_fraction")],
+)
+def test_learning_rate_budget_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        learning_rate_budget(build_lstm(10, units=4, num_layers=1), **kwargs)
+
+
+def test_learning_rate_budget_needs_a_numeric_learning_rate():
+    import keras
+
+    model = build_lstm(10, units=4, num_layers=1)
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)), loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="not a schedule"):
+        learning_rate_budget(model, steps=5)
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="compile the model first"):
+        learning_rate_budget(plain, steps=5)
+
+
+def test_short_windows_come_first_and_only_once():
+    data = char_lm_dataset("to be or not to be, " * 500, seq_len=16, batch_size=4, seq_len_warmup=6)
+    first = [tuple(x.shape) for x, _ in data.train.take(8)]
+    again = [tuple(x.shape) for x, _ in data.train.take(8)]
+    assert first == [(4, 2), (4, 2), (4, 4), (4, 4), (4, 8), (4, 8), (4, 16), (4, 16)]
+    assert again == [(4, 16)] * 8
+    for ids, targets in data.train.take(3):  # cut windows still pair each id with the next one
+        assert np.array_equal(ids.numpy()[:, 1:], targets.numpy()[:, :-1])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_seq_len_warmup_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="seq_len_warmup"):
+        char_lm_dataset("abcdefgh" * 20, seq_len=4, seq_len_warmup=bad)
+
+
+def test_split_text_and_loss_measure():
+    assert split_text("abcdefghij", 0.3) == ("abcdefg", "hij")
+    with pytest.raises(ValueError, match="validation_split"):
+        split_text("abc", 0)
+    model = build_lstm(4, units=4, num_layers=1)
+    assert char_lm_loss(model, np.arange(100) % 4, window=8) == pytest.approx(math.log(4), abs=0.05)
+    with pytest.raises(ValueError, match="window=64"):
+        char_lm_loss(model, np.arange(30) % 4)
+
+
+def test_recipe_grows_with_the_budget():
+    short, long = choose_recipe(37), choose_recipe(300)
+    assert short.units < long.units
+    with pytest.raises(ValueError, match="budget_s"):
+        choose_recipe(0)
+
+
+def test_train_char_lm_learns_and_never_trains_on_the_held_out_tail(flavour):
+    text = "abc" * 1800 + "xyz" * 200  # exactly the last 10% is a text the model never sees
+    # 5 s: with two test processes on two cores it trained 83 steps in 3 s, too few for the bound below
+    result = train_char_lm(text, budget_s=5, recipe=TINY, evaluations=2, flavour=flavour)
+    ids = result.vocabulary.encode("abcabcabcabcabc" * 20)
+    assert result.vocabulary.chars == "abcxyz"
+    assert char_lm_loss(result.model, ids) < 0.5  # it learned the training text
+    assert result.validation_loss > 2.0  # and knows nothing of the tail
+    assert [t for t, _ in result.curve] == sorted(t for t, _ in result.curve) and len(result.curve) >= 2
+    assert result.steps > 0 and result.training_s >= 5
+
+
+def test_train_char_lm_rejects_bad_input():
+    with pytest.raises(ValueError, match="budget_s"):
+        train_char_lm("abc" * 1000, budget_s=-5)
+    with pytest.raises(ValueError, match="too short"):
+        train_char_lm("abc" * 20, budget_s=1, recipe=TINY)
+    with pytest.raises(TypeError, match="text must be a str"):
+        train_char_lm(b"abc", budget_s=1)
+
+
+def test_train_command_writes_a_loadable_model_and_vocabulary(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 400, encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["train", str(corpus), "--budget", "3", "--out", str(out)]) == 0
+    chars = json.loads((out / "vocabulary.json").read_text(encoding="utf-8"))["chars"]
+    assert chars == "".join(sorted(set(corpus.read_text(encoding="utf-8"))))
+    model = load_checkpoint(out / "model.keras")
+    for length in (64, 7):  # any sequence length
+        probabilities = model.predict(np.zeros((2, length), "int32"), verbose=0)
+        assert probabilities.shape == (2, length, len(chars))
+    printed = capsys.readouterr().out
+    assert printed.count("validation loss") == 1, printed  # one line per phase; -v adds one per evaluation
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--budget", "-5"], "argument --budget: must be a positive, finite number of seconds, got -5"),
+        (["--budget", "3"], "cannot read"),
+        (["--budget", "inf"], "argument --budget: must be a positive, finite"),
+    ],
+)
+def test_train_command_refuses_bad_arguments_before_training(tmp_path, capsys, arguments, message):
+    missing = str(tmp_path / "missing.txt")
+    if message != "cannot read":
+        missing = str(tmp_path / "corpus.txt")
+        (tmp_path / "corpus.txt").write_text("abc" * 100, encoding="utf-8")
+    try:
+        code = main(["train", missing, *arguments, "--out", str(tmp_path / "out")])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,28 @@
+"""The tiny learnable task and the trained float model the compression tests share."""
+
+import functools
+
+import keras
+import numpy as np
+
+from fastnlp import build_lstm
+
+VOCAB, SEQ = 12, 8
+
+
+def pattern_data(n=64, seed=0):
+    """A learnable next-character task: each sequence counts up from a random start, modulo VOCAB."""
+    starts = np.random.default_rng(seed).integers(0, VOCAB, (n, 1))
+    ids = (starts + np.arange(SEQ + 1)) % VOCAB
+    return ids[:, :-1].astype("int32"), ids[:, 1:].astype("int32")
+
+
+@functools.cache
+def trained_float_model():
+    """A Keras 3 char LM that has learned pattern_data (shared read-only by the tests below)."""
+    keras.utils.set_random_seed(0)
+    model = build_lstm(VOCAB, units=16, num_layers=2, embedding_dim=8, dropout=0.0, seq_len=SEQ, learning_rate=0.02)
+    x, y = pattern_data()
+    model.fit(x, y, epochs=30, batch_size=16, verbose=0)
+    return model
+

@@ -1,0 +1,182 @@
+"""to_tflite and LiteRTModel: fused LSTM export in every quantization, checked against Keras."""
+
+import warnings
+
+import numpy as np
+import pytest
+from compress_data import SEQ, VOCAB, pattern_data, trained_float_model
+
+from fastnlp import (
+    LiteRTModel,
+    build_lstm,
+    quantize,
+    to_tflite,
+)
+from fastnlp.core import flavour as flavours
+from fastnlp.core.convert import convert
+from fastnlp.core.notices import SpeedupWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::fastnlp.FlavourWarning")
+
+# 8-bit activations quantize probabilities in steps of 1/256; float16 weights keep ~3 significant digits.
+TOLERANCE = {None: 1e-5, "float16": 1e-3, "dynamic": 2e-2, "int8": 5e-2}
+
+
+@pytest.mark.parametrize("quantization", list(TOLERANCE))
+def test_exported_lstm_is_fused_and_matches_keras(flavour, quantization):
+    model = trained_float_model()
+    if flavour == "tf_keras":
+        model = convert(model, "tf_keras")
+    x, _ = pattern_data(seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "did not become the fused op" warning
+        content = to_tflite(model, quantization, representative_data=x if quantization == "int8" else None, batch_size=4)
+
+    lite = LiteRTModel(content)
+
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops and "WHILE" not in lite.ops
+    expected = model.predict(x[:7], verbose=0)
+    for rows in (1, 3, 7):  # smaller than, and not a multiple of, the exported batch of 4
+        got = lite.predict(x[:rows])
+        assert got.shape == expected[:rows].shape
+        np.testing.assert_allclose(got, expected[:rows], atol=TOLERANCE[quantization])
+        assert (got.argmax(-1) == expected[:rows].argmax(-1)).mean() >= 0.95
+
+
+def test_quantization_aware_model_exports_to_int8_and_runs(tmp_path):
+    x, y = pattern_data(seed=3)
+    qat = quantize(trained_float_model())
+    qat.fit(x, y, epochs=10, batch_size=16, verbose=0)  # until the output ranges settle (see above)
+    path = tmp_path / "qat.tflite"
+    content = to_tflite(qat, "int8", representative_data=x, path=path)
+    lite = LiteRTModel(path)
+    assert path.read_bytes() == content
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops
+    got, expected = lite.predict(x), qat.predict(x, verbose=0)
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE["int8"])  # measured max 0.015
+    assert (got.argmax(-1) == expected.argmax(-1)).mean() == 1.0
+
+
+def test_export_bad_calls():
+    model = build_lstm(VOCAB, units=8, num_layers=1, seq_len=SEQ)
+    with pytest.raises(ValueError, match="needs representative_data"):
+        to_tflite(model, "int8")
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        to_tflite(model, "int4")
+    with pytest.raises(ValueError, match="at least batch_size=4"):
+        to_tflite(model, "int8", representative_data=np.zeros((2, SEQ), "int32"), batch_size=4)
+    with pytest.raises(TypeError, match="expected a Keras 3"):
+        to_tflite("model.keras")
+    classifier = build_lstm(VOCAB, task="classify", units=8, num_layers=1, seq_len=SEQ)
+    with pytest.raises(ValueError, match="cannot export a masked LSTM"):
+        to_tflite(classifier, "int8", representative_data=np.ones((4, SEQ), "int32"))
+    lite = LiteRTModel(to_tflite(model))
+    with pytest.raises(ValueError, match=r"inputs must have shape \(n, 8\)"):
+        lite.predict(np.zeros((2, SEQ + 1)))
+    with pytest.raises(TypeError, match="fractional parts"):  # 1.7 became 1
+        lite.predict(np.full((1, SEQ), 1.7))
+    with pytest.raises(ValueError, match="within int32's range"):  # 2**32 + 3 became 3
+        lite.predict(np.full((1, SEQ), 2**32 + 3, dtype=np.int64))
+    assert lite.predict(np.zeros((0, SEQ), "int32")).shape == (0, SEQ, VOCAB)  # it failed: nothing to concatenate
+    np.testing.assert_array_equal(lite.predict(np.ones((2, SEQ))), lite.predict(np.ones((2, SEQ), "int32")))
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_a_model_of_any_length_exports_the_length_asked_for_or_is_refused(flavour):
+    model = build_lstm(VOCAB, units=8, num_layers=1, flavour=flavour)  # seq_len None: any length
+    with pytest.raises(ValueError, match="any length.*pass seq_len=N"):  # it exported length 1, silently
+        to_tflite(model, "dynamic")
+    lite = LiteRTModel(to_tflite(model, "dynamic", seq_len=SEQ))
+    x = np.random.default_rng(0).integers(0, VOCAB, (3, SEQ))
+    assert lite.predict(x).shape == (3, SEQ, VOCAB)
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=2e-2)
+    fixed = build_lstm(VOCAB, units=8, num_layers=1, seq_len=SEQ, flavour=flavour)
+    with pytest.raises(ValueError, match=f"seq_len={SEQ + 1} differs from .* fixed sequence length {SEQ}"):
+        to_tflite(fixed, seq_len=SEQ + 1)
+    with pytest.raises(ValueError, match="seq_len must be a positive integer"):
+        to_tflite(model, seq_len=0)
+
+
+def test_int8_of_a_recurrent_layer_that_cannot_fuse_is_refused_not_a_crash():
+    from conftest import run_isolated
+
+    # it crashed the interpreter (exit 139) for GRU and SimpleRNN in both flavours: run it apart
+    out = run_isolated("""
+import warnings, numpy as np, keras, tf_keras
+warnings.simplefilter("ignore")
+from fastnlp import to_tflite
+x = np.random.default_rng(0).integers(0, 20, (16, 6)).astype("int32")
+for K in (keras, tf_keras):
+    for recurrent in (K.layers.GRU(8, return_sequences=True, name="g"), K.layers.SimpleRNN(8, name="s")):
+        model = K.Sequential([K.Input((6,), dtype="int32"), K.layers.Embedding(20, 8), recurrent, K.layers.Dense(3)])
+        try:
+            to_tflite(model, "int8", representative_data=x)
+        except ValueError as error:
+            print("refused:", str(error).split(":")[0])
+""")
+    assert out.split("\n")[:4] == [
+        "refused: quantization='int8' cannot export layer 'g' (GRU)", "refused: quantization='int8' cannot export layer 's' (SimpleRNN)",
+    ] * 2
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_bidirectional_and_branched_models_export_and_match_keras(flavour):
+    keras_ = flavours.keras_module(flavour)
+    x = np.random.default_rng(0).integers(0, VOCAB, (5, SEQ))
+    bidirectional = keras_.Sequential([
+        keras_.Input((SEQ,), dtype="int32"), keras_.layers.Embedding(VOCAB, 8),
+        keras_.layers.Bidirectional(keras_.layers.LSTM(8, return_sequences=True)), keras_.layers.Dense(VOCAB),
+    ])  # tf_keras failed with "'str' object has no attribute 'name'"
+    inputs = keras_.Input((SEQ,), dtype="int32")
+    embedded = keras_.layers.Embedding(VOCAB, 8)(inputs)
+    joined = keras_.layers.Concatenate()([keras_.layers.LSTM(8)(embedded), keras_.layers.GlobalAveragePooling1D()(embedded)])
+    branched = keras_.Model(inputs, keras_.layers.Dense(3, activation="softmax")(joined))  # Keras 3's failed at invoke
+    for model in (bidirectional, branched):
+        lite = LiteRTModel(to_tflite(model, "dynamic"))
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops or "BIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops
+        np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=2e-2)
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_a_stateful_lstm_is_refused_up_front(flavour):
+    keras_ = flavours.keras_module(flavour)
+    model = keras_.Sequential([keras_.Input((SEQ,), batch_size=4, dtype="int32"), keras_.layers.Embedding(VOCAB, 8),
+                               keras_.layers.LSTM(8, stateful=True, name="carry"), keras_.layers.Dense(3)])
+    with pytest.raises(ValueError, match="cannot export layer 'carry': it is stateful"):
+        to_tflite(model, batch_size=4)
+
+
+def test_masked_classifier_exports_as_a_loop_and_says_so():
+    model = build_lstm(50, task="classify", units=8, num_layers=1, seq_len=SEQ)
+    x = np.random.default_rng(0).integers(1, 50, (4, SEQ))
+    x[:, 5:] = 0
+    with pytest.warns(SpeedupWarning, match="did not become UNIDIRECTIONAL_SEQUENCE_LSTM"):
+        lite = LiteRTModel(to_tflite(model, "dynamic"))
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=TOLERANCE["dynamic"])
+
+
+def test_an_int8_export_that_disagrees_with_the_model_is_flagged(monkeypatch):
+    import fastnlp.speedups.compress.export as export
+
+    model = build_lstm(VOCAB, units=8, num_layers=1, seq_len=SEQ)
+    x, _ = pattern_data(16)
+    monkeypatch.setattr(export, "_MIN_AGREEMENT", 1.01)  # no export can reach it: the check must speak
+    with pytest.warns(SpeedupWarning, match="int8 export agrees with the model on only"):
+        to_tflite(model, "int8", representative_data=x)
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_an_lstm_on_narrow_inputs_is_quantized_too(flavour, monkeypatch):
+    import fastnlp.speedups.compress.export as export
+    from fastnlp.harness.baseline import build_blog_model
+
+    model = build_blog_model(VOCAB, SEQ, units=32, num_layers=2, flavour=flavour)  # the blog's (T, 1) float input
+    x = np.random.default_rng(0).random((4, SEQ, 1)).astype("float32")
+    widened = to_tflite(model, "dynamic")
+    lite = LiteRTModel(widened)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=2e-2)
+    monkeypatch.setattr(export, "_widen_narrow_lstm_inputs", lambda exported: exported)
+    as_before = to_tflite(model, "dynamic")  # the first LSTM's 32 x 1 input weights kept the whole op float32
+    assert len(widened) < 0.8 * len(as_before)
+

@@ -1,0 +1,141 @@
+"""The hoisted-projection LSTM: the stock layer's outputs and gradients, a faster schedule, stock where it must."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fastnlp import (
+    LiteRTModel,
+    applied_speedups,
+    build_lstm,
+    enable_mixed_precision,
+    hoist_lstm_projection,
+    to_tflite,
+)
+from fastnlp.core import flavour as flavours
+from fastnlp.core.convert import convert
+from fastnlp.core.layers import hoisted_lstm_class, hoisted_recurrence, is_hoisted_lstm
+from fastnlp.core.notices import NoEffectWarning, SpeedupWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning")
+
+LAYER_SETTINGS = [
+    {"return_sequences": True},
+    {"return_sequences": False},
+    {"return_sequences": True, "go_backwards": True},
+    {"return_state": True},
+    {"return_sequences": True, "use_bias": False},
+    {"return_sequences": True, "unit_forget_bias": False, "bias_initializer": "random_normal"},
+]
+
+
+def outputs_and_gradients(layer, x):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        if isinstance(y, list):  # output, h, c: weigh each differently so that a mixed-up state shows
+            y = y[0] + 2 * y[1] + 3 * y[2]
+        loss = tf.reduce_sum(tf.sin(y))
+    return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+
+@pytest.mark.parametrize("settings", LAYER_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_outputs_and_gradients_equal_the_stock_layers(flavour, settings):
+    keras = flavours.keras_module(flavour)
+    x = np.random.default_rng(1).normal(size=(3, 9, 5)).astype("float32")
+    stock = keras.layers.LSTM(6, **settings)
+    stock(x)
+    hoisted = hoisted_lstm_class(flavour).from_config(stock.get_config())
+    hoisted(x)
+    hoisted.set_weights(stock.get_weights())
+
+    for expected, got in zip(outputs_and_gradients(stock, x), outputs_and_gradients(hoisted, x), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-5)
+
+
+def test_recurrence_gradient_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    args = [tf.constant(rng.normal(size=shape), tf.float64) for shape in [(3, 2, 8), (2, 2), (2, 2), (2, 8)]]
+    theoretical, numerical = tf.test.compute_gradient(lambda *a: hoisted_recurrence(*a)[0], args)
+    for t, n in zip(theoretical, numerical, strict=True):
+        np.testing.assert_allclose(t, n, atol=1e-6)
+
+
+def test_model_transform_keeps_predictions_and_records_itself(flavour):
+    model = build_lstm(30, units=12, num_layers=2, seq_len=7, flavour=flavour)
+    fast = hoist_lstm_projection(model)
+    x = np.random.default_rng(0).integers(0, 30, (5, 7))
+
+    assert [is_hoisted_lstm(fast.get_layer(f"lstm_{i}")) for i in (1, 2)] == [True, True]
+    assert not is_hoisted_lstm(model.get_layer("lstm_1"))
+    np.testing.assert_allclose(fast.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    assert applied_speedups(fast) == ("hoist_lstm_projection(['lstm_1', 'lstm_2'])",)
+
+
+def test_layers_whose_math_it_cannot_reproduce_keep_the_stock_loop(flavour):
+    keras = flavours.keras_module(flavour)
+    inputs = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
+    x = keras.layers.LSTM(4, return_sequences=True, name="masked")(x)
+    model = keras.Model(inputs, x)
+    with pytest.warns(SpeedupWarning, match="masked: a mask"), pytest.warns(NoEffectWarning):
+        result = hoist_lstm_projection(model)
+    assert not is_hoisted_lstm(result.get_layer("masked"))
+
+    plain = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, recurrent_dropout=0.1, name="rd"), ])
+    with pytest.warns(SpeedupWarning, match="rd: recurrent_dropout"), pytest.warns(NoEffectWarning):
+        hoist_lstm_projection(plain)
+
+
+def test_a_mask_at_call_time_runs_the_stock_loop(flavour):
+    keras = flavours.keras_module(flavour)
+    x = np.random.default_rng(3).normal(size=(2, 5, 3)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    stock = keras.layers.LSTM(4, return_sequences=True)
+    stock(x)
+    hoisted = hoisted_lstm_class(flavour).from_config(stock.get_config())
+    hoisted(x)
+    hoisted.set_weights(stock.get_weights())
+    np.testing.assert_allclose(hoisted(x, mask=mask), stock(x, mask=mask), atol=1e-6)
+
+
+def test_tflite_export_is_still_the_fused_lstm(flavour):
+    model = hoist_lstm_projection(build_lstm(20, units=8, num_layers=1, seq_len=6, flavour=flavour))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lite = LiteRTModel(to_tflite(model))
+    x = np.random.default_rng(0).integers(0, 20, (3, 6))
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_convert_keeps_the_hoisted_layer_and_mixed_precision_composes():
+    model = build_lstm(20, units=8, num_layers=1, seq_len=6, speedups=["hoist_lstm_projection"])
+    converted = convert(model, "tf_keras")
+    assert is_hoisted_lstm(converted.get_layer("lstm_1"))
+    x = np.random.default_rng(0).integers(0, 20, (3, 6))
+    np.testing.assert_allclose(converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+    bf16 = enable_mixed_precision(model, "mixed_bfloat16")
+    assert is_hoisted_lstm(bf16.get_layer("lstm_1")) and bf16.get_layer("lstm_1").dtype_policy.name == "mixed_bfloat16"
+    history = bf16.fit(x, x, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_prune_after_hoisting_is_refused_in_build_lstm():
+    with pytest.raises(ValueError, match="cannot be combined"):
+        build_lstm(20, units=8, num_layers=1, speedups=["hoist_lstm_projection", "prune"])
+
+
+def test_where_cudnn_would_run_the_layer_keeps_the_stock_path(flavour, monkeypatch):
+    import fastnlp.core.layers
+
+    hoisted_calls = []
+    monkeypatch.setattr(fastnlp.core.layers, "_gpu_visible", lambda: True)  # as on a GPU machine
+    monkeypatch.setattr(fastnlp.core.layers, "_hoisted_lstm", lambda *a, **k: hoisted_calls.append(1))
+    layer = hoisted_lstm_class(flavour).from_config(flavours.keras_module(flavour).layers.LSTM(4).get_config())
+    layer(np.zeros((2, 3, 5), "float32"))  # the stock path (cuDNN on a GPU; here its generic fallback)
+    assert hoisted_calls == []
