@@ -43,34 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_command = functools.partial(commands.add_parser, parents=[common])  # every command takes -v
-    train = add_command(
-        "train", help="train the best character LM this machine can in a budget of seconds",
-        description="Train a character language model on CORPUS for --budget training seconds, with settings picked "
-        "from the budget; hold out the last 10%% of the text and score on it. Writes OUT/model.keras "
-        "(fastnlp.load_checkpoint loads it) and OUT/vocabulary.json.",
-    )
+    train = add_command("train", help="train the best character LM this machine can in a budget of seconds",
+                         description="Train a character language model on CORPUS for --budget training seconds, with settings picked from the budget; hold out the last 10%% of the text and score on it. Writes OUT/model.keras (fastnlp.load_checkpoint loads it) and OUT/vocabulary.json.")
     train.add_argument("corpus", metavar="CORPUS", help="UTF-8 text file")
     train.add_argument("--budget", type=_positive_seconds, required=True, metavar="SECONDS", help="training seconds, from the first step")
     train.add_argument("--out", default="fastnlp-model", help="output folder (default: %(default)s)")
     train.add_argument("--flavour", choices=("keras", "tf_keras"), default="keras", help="Keras flavour of the model (default: %(default)s)")
-    demo = add_command(
-        "demo", help="train the blog's char-LM recipe and fastnlp's for the same time and compare them",
-        description="Train the blog's character-LM recipe and fastnlp's for the same wall-clock budget each, then print "
-        "the losses they reach, the seconds each took to reach a ladder of losses, and text sampled from each; "
-        "write results.json, loss_vs_time.png and the trained fastnlp model.",
-    )
+    demo = add_command("demo", help="train the blog's char-LM recipe and fastnlp's for the same time and compare them",
+                         description="Train the blog's character-LM recipe and fastnlp's for the same wall-clock budget each, then print the losses they reach, the seconds each took to reach a ladder of losses, and text sampled from each; write results.json, loss_vs_time.png and the trained fastnlp model.")
     demo.add_argument("--corpus", metavar="FILE", help="UTF-8 text file (default: Python's bundled documentation)")
     demo.add_argument("--quick", action="store_true", help="a 12-second budget each: about a minute on 2 cores")
     demo.add_argument("--budget", type=_positive_seconds, metavar="SECONDS", help="training seconds for each recipe (default 75)")
     demo.add_argument("--blog-units", type=_positive_int, help="LSTM units per layer of the blog recipe (default 128)")
     demo.add_argument("--max-chars", type=_positive_int, help="use only the first N characters of the corpus")
     demo.add_argument("--out", default="fastnlp-demo", help="output folder (default: %(default)s)")
-    bench = add_command(
-        "bench", help="measure the baseline, each speedup alone and the whole stack; write JSON, a PNG and the docs table",
-        description="Train the same build_lstm model as the baseline, with each speedup alone and with all of them, "
-        "each in a fresh process for the same time budget, plus an int8 export; print one table and write "
-        "bench.json and bench.png. --docs regenerates that page's bench section from the JSON.",
-    )
+    bench = add_command("bench", help="measure the baseline, each speedup alone and the whole stack; write JSON, a PNG and the docs table",
+                         description="Train the same build_lstm model as the baseline, with each speedup alone and with all of them, each in a fresh process for the same time budget, plus an int8 export; print one table and write bench.json and bench.png. --docs regenerates that page's bench section from the JSON.")
     bench.add_argument("--corpus", metavar="FILE", help="UTF-8 text (char_lm) or text<TAB>label lines (classify); default: Python's bundled docs")
     bench.add_argument("--task", choices=("char_lm", "classify"), default="char_lm")
     bench.add_argument("--quick", action="store_true", help="a tiny model and a few seconds per configuration")
@@ -81,11 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="fastnlp-bench", help="output folder (default: %(default)s)")
     bench.add_argument("--docs", metavar="PAGE", help="regenerate the bench section of this Markdown page")
     bench.add_argument("--from-json", metavar="FILE", help="measure nothing: redraw the table, chart and page from this record")
-    launch = add_command(
-        "launch", help="run a training script as N workers on this machine (TF_CONFIG set for each)",
-        description="Run COMMAND as N multi-worker workers on 127.0.0.1, each with its TF_CONFIG; when one fails, "
-        "stop the others and start them all again (--restarts times).",
-    )
+    launch = add_command("launch", help="run a training script as N workers on this machine (TF_CONFIG set for each)",
+                         description="Run COMMAND as N multi-worker workers on 127.0.0.1, each with its TF_CONFIG; when one fails, stop the others and start them all again (--restarts times).")
     launch.add_argument("--workers", type=_positive_int, default=2, help="number of workers (default: %(default)s)")
     launch.add_argument("--restarts", type=int, default=0, help="start all workers again this many times after a failure")
     launch.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS", help="stop everything after this long")
