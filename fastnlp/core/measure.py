@@ -30,8 +30,9 @@ __all__ = [
 class PeakMemory:
     """Context manager that keeps the peak memory of the work inside it.
 
-    Where TensorFlow sees a GPU, :attr:`peak_mb` is the first GPU's peak allocation inside the block;
-    elsewhere it is this process's peak resident memory, sampled every ``interval_s``.
+    :attr:`peak_mb` is this process's peak resident memory, sampled every ``interval_s``;
+    :attr:`device_peak_mb` is the first GPU's peak allocation inside the block where TensorFlow sees
+    a GPU, and the same as :attr:`peak_mb` elsewhere.
 
     Examples:
         >>> with PeakMemory() as memory:
@@ -75,8 +76,13 @@ class PeakMemory:
 
     @property
     def peak_mb(self) -> float:
-        """Peak GPU allocation where there is a GPU, else peak resident memory of the whole process, MB."""
-        return (self.gpu_peak_bytes if self.gpu_peak_bytes is not None else self.peak_bytes) / 2**20
+        """Peak resident memory of the whole process, MB."""
+        return self.peak_bytes / 2**20
+
+    @property
+    def device_peak_mb(self) -> float:
+        """Peak allocation of the first GPU where there is one, else :attr:`peak_mb`, MB."""
+        return self.gpu_peak_bytes / 2**20 if self.gpu_peak_bytes is not None else self.peak_mb
 
     @property
     def peak_increase_mb(self) -> float:

@@ -46,7 +46,7 @@ class Measurement:
     samples_per_s: float | None  # None: not measured (it failed, or the time budget ran out)
     note: str = ""
     batch_size: int | None = None  # samples per step it ran with
-    peak_memory_mb: float | None = None  # the device's peak (GPU), or the process's high-water mark (CPU)
+    peak_memory_mb: float | None = None  # the GPU's peak, or (CPU) the process's peak resident memory during the run
     within_budget: bool = True  # False: it needed more memory than tune's memory_budget_mb
     fast_paths: str = ""  # what was actually in effect: dtype policy, XLA, steps per execution, cuDNN layers
 
@@ -266,4 +266,4 @@ def _measure(name: str, model: Any, speedups: list, data: Any, steps: int, warmu
         return Measurement(name, None, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}", batch_size)
     rate = clock.samples_per_second(warmup_steps)
     note = "" if rate else "too few timed steps: raise steps"
-    return Measurement(name, rate, note, batch_size, memory.peak_mb, fast_paths=fast_paths(candidate))
+    return Measurement(name, rate, note, batch_size, memory.device_peak_mb, fast_paths=fast_paths(candidate))
