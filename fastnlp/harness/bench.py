@@ -11,6 +11,7 @@ of ``docs/benchmarks.md`` between ``<!-- bench:begin -->`` and ``<!-- bench:end 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import warnings
@@ -56,8 +57,8 @@ def configurations() -> list[tuple[str, list]]:
     alone = [*default_candidates(), ("distribute", [distribute])]
     stack: dict[str, Any] = {}  # one of each speedup: the last listed (the larger steps per execution)
     for _, speedups in alone:
-        for spec, (transform, _) in zip(speedups, catalog.plan(speedups), strict=True):
-            stack[transform.name] = spec
+        for transform, options in catalog.plan(speedups):
+            stack[transform.name] = functools.partial(transform.func, **options)
     return [("baseline", []), *alone, ("whole stack", list(stack.values()))]
 
 
