@@ -214,7 +214,7 @@ def remove_stopwords(
         progress: as for :func:`clean_text`.
 
     Returns:
-        The same kind as ``texts`` (see :func:`clean_text`).
+        ``texts`` without their stopwords, in the same kind (see :func:`clean_text`).
 
     Raises:
         StopwordsNotFoundError: a non-English NLTK list is not installed (with how to install it offline).
