@@ -118,6 +118,26 @@ def test_no_private_name_is_imported_from_another_module():
     assert not private, "\n".join(private)
 
 
+def test_no_private_name_of_another_module_is_reached_through_it():
+    reached = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = {  # names bound to another fastnlp module: `from fastnlp.core import flavour as flavours`
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fastnlp")
+            for alias in node.names
+            if f"{node.module}.{alias.name}" in MODULES
+        }
+        reached += [
+            f"{module}:{node.lineno} uses {node.value.id}.{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+            and node.attr.startswith("_") and not node.attr.startswith("__")
+        ]
+    assert not reached, "\n".join(reached)
+
+
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
@@ -133,3 +153,18 @@ def test_the_reader_sees_module_and_function_level_imports(tmp_path, monkeypatch
     assert [target for target, _, _ in imports("fastnlp.core.probe")] == expected
     assert not probe.exists()
     assert layer(expected[0]) is not None
+
+
+@pytest.mark.parametrize(
+    ("source", "check"),
+    [
+        ("from fastnlp.harness.demo import run_demo\n", test_no_module_imports_a_layer_above_its_own),
+        ("from fastnlp.core.flavour import _accepted\n", test_no_private_name_is_imported_from_another_module),
+        ("from fastnlp.core import flavour as flavours\nflavours._accepted({}, None)\n", test_no_private_name_of_another_module_is_reached_through_it),
+    ],
+)
+def test_each_rule_catches_a_breach(tmp_path, monkeypatch, source, check):
+    (tmp_path / "probe.py").write_text(source)
+    monkeypatch.setitem(MODULES, "fastnlp.core.probe", tmp_path / "probe.py")
+    with pytest.raises(AssertionError, match="fastnlp.core.probe"):
+        check()
