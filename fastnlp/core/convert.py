@@ -65,7 +65,7 @@ def convert(model: Any, to: flavours.Flavour):
             loss=_portable_compile_value(arguments.get("loss")),
             metrics=_portable_compile_value(arguments.get("metrics")),
         )
-    carry_lineage(model, result)
+    carry_lineage(model, result, distributed=False)  # the other flavour's model is built outside the strategy
     return result
 
 

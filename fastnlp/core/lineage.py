@@ -98,9 +98,14 @@ def record(model: Any, entry: str, source: Any, *, distribution: Distribution | 
     set_lineage(model, before.then(entry, flavours.detect(source), keep))
 
 
-def carry_lineage(source: Any, copy: Any) -> None:
-    """Give ``copy``, rebuilt from ``source``, ``source``'s lineage, and what training it under a strategy needs."""
+def carry_lineage(source: Any, copy: Any, *, distributed: bool = True) -> None:
+    """Give ``copy``, rebuilt from ``source``, ``source``'s lineage, and what training it under a strategy needs.
+
+    ``distributed=False``: ``copy`` was not built under ``source``'s strategy, so it keeps only what was applied.
+    """
     lineage = lineage_of(source)
+    if not distributed:
+        lineage = dataclasses.replace(lineage, distribution=None)
     if lineage.applied or lineage.distribution is not None:
         set_lineage(copy, lineage)
     if lineage.distribution is not None:
