@@ -14,7 +14,10 @@ from typing import Any
 
 from fastnlp.core import flavour, hardware
 
-__all__ = ["HARMLESS_SETTINGS", "CudnnStatus", "cudnn_blockers", "cudnn_report", "hoisting_blockers", "jit_compiled", "recurrent_layers"]
+__all__ = [
+    "HARMLESS_SETTINGS", "CudnnStatus", "cudnn_blockers", "cudnn_report", "hoisting_blockers", "jit_compiled", "makes_mask",
+    "recurrent_layers",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +62,7 @@ def cudnn_report(model: Any) -> list[CudnnStatus]:
     statuses = []
     gpu = hardware.has_gpu()
     xla = jit_compiled(model)
-    for layer, masked in recurrent_layers(model):  # masked: an Embedding(mask_zero=True) or Masking upstream
+    for layer, masked in recurrent_layers(model):  # masked: an Embedding(mask_zero=True) or Masking upstream, by name
         blockers = cudnn_blockers(layer, isinstance(layer, keras.layers.GRU))
         notes = list(blockers)
         if not blockers:
@@ -98,16 +101,26 @@ def cudnn_blockers(layer: Any, is_gru: bool, harmless: bool = True) -> list[str]
     return blockers
 
 
-def recurrent_layers(model: Any, *, lstm_only: bool = False, inside_wrappers: bool = True) -> list[tuple[Any, bool]]:
-    """``(layer, masked)`` per LSTM/GRU of ``model`` (nested models included); ``masked``: whether a mask reaches it.
+def makes_mask(layer: Any, keras: Any) -> bool:
+    """Whether ``layer`` starts a padding mask (``Embedding(mask_zero=True)`` or ``Masking``); ``keras``: its flavour's module."""
+    return bool(getattr(layer, "mask_zero", False)) or isinstance(layer, keras.layers.Masking)
 
-    ``lstm_only`` leaves GRUs out; ``inside_wrappers=False`` leaves out the layers a ``Bidirectional`` wraps.
+
+def recurrent_layers(
+    model: Any, *, of: tuple[str, ...] = ("LSTM", "GRU"), inside_wrappers: bool = True
+) -> list[tuple[Any, str | None]]:
+    """``(layer, mask)`` per recurrent layer of ``model`` (nested models included); ``mask``: the name of the
+    first layer upstream that starts a padding mask (None: no mask reaches it).
+
+    ``of`` names the classes to find (``("RNN",)``: every recurrent layer); ``inside_wrappers=False`` leaves
+    out the layers a ``Bidirectional`` wraps.
     """
     keras = flavour.keras_module(flavour.detect(model))
-    kinds = (keras.layers.LSTM,) if lstm_only else (keras.layers.LSTM, keras.layers.GRU)
-    found, masked = [], False
+    kinds = tuple(getattr(keras.layers, name) for name in of)
+    found, masked = [], None
     for holder in flavour.leaf_layers(model):
-        masked = masked or bool(getattr(holder, "mask_zero", False)) or isinstance(holder, keras.layers.Masking)
+        if masked is None and makes_mask(holder, keras):
+            masked = holder.name
         wrapped = inside_wrappers and isinstance(holder, keras.layers.Bidirectional)
         inner = [holder.forward_layer, holder.backward_layer] if wrapped else [holder]
         found.extend((layer, masked) for layer in inner if isinstance(layer, kinds))
@@ -120,7 +133,7 @@ def jit_compiled(model: Any) -> bool:
     return arguments.get("jit_compile") is True
 
 
-def hoisting_blockers(layer: Any, masked: bool) -> list[str]:
+def hoisting_blockers(layer: Any, masked: str | None) -> list[str]:
     """Why ``layer``'s loop cannot be hoisted without changing its math (empty: it can)."""
     config = layer.get_config()
     reasons = []

@@ -55,7 +55,7 @@ def hoist_lstm_projection(model: Any) -> Applied | NoEffect:
     """
     kind = flavour.detect(model)
     chosen, kept = set(), {}
-    for layer, masked in recurrent_layers(model, lstm_only=True, inside_wrappers=False):
+    for layer, masked in recurrent_layers(model, of=("LSTM",), inside_wrappers=False):
         reasons = hoisting_blockers(layer, masked)
         if reasons:
             kept[layer.name] = reasons
@@ -82,7 +82,7 @@ def stock_lstm_layers(model: Any) -> Any:
     Tools that recognise the stock class (the TFLite converter's fused LSTM, tfmot) get the stock layer.
     """
     keras = flavour.keras_module(flavour.detect(model))
-    if not any(is_hoisted_lstm(layer) for layer, _ in recurrent_layers(model, lstm_only=True, inside_wrappers=False)):
+    if not any(is_hoisted_lstm(layer) for layer, _ in recurrent_layers(model, of=("LSTM",), inside_wrappers=False)):
         return model
     stock = keras.layers.LSTM
     return rebuild(model, layer_class=lambda layer: stock if is_hoisted_lstm(layer) else None)

@@ -20,6 +20,7 @@ import numpy as np
 from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert, reassemble
 from fastnlp.core.notices import SpeedupWarning
+from fastnlp.core.recurrent import makes_mask, recurrent_layers
 from fastnlp.core.validation import check_positive_int, checked_path
 from fastnlp.speedups.hoisting import stock_lstm_layers
 
@@ -148,7 +149,7 @@ def _widen_narrow_lstm_inputs(model: Any) -> Any:
 
     keras = flavours.keras_module(flavours.detect(model))
     leaves = flavours.leaf_layers(model)
-    if any(layer.get_config().get("mask_zero") or isinstance(layer, keras.layers.Masking) for layer in leaves):
+    if any(makes_mask(layer, keras) for layer in leaves):
         return model  # a padding layer would drop the mask; masked LSTMs export as loops anyway
     features = {}
     for layer in leaves:
@@ -200,24 +201,19 @@ def _check_int8_exportable(model: Any) -> None:
     for GRU and SimpleRNN in both flavours; for a masked LSTM too). Bidirectional LSTMs fuse.
     """
     keras = flavours.keras_module(flavours.detect(model))
-    masked = None
-    for layer in flavours.leaf_layers(model):
-        if masked is None and (layer.get_config().get("mask_zero") or isinstance(layer, keras.layers.Masking)):
-            masked = layer.name
-        inner = [layer.forward_layer, layer.backward_layer] if isinstance(layer, keras.layers.Bidirectional) else [layer]
-        for recurrent in (each for each in inner if isinstance(each, keras.layers.RNN)):
-            if not isinstance(recurrent, keras.layers.LSTM):
-                raise ValueError(
-                    f"quantization='int8' cannot export layer {recurrent.name!r} ({type(recurrent).__name__}): the converter "
-                    f"has no fused op for it, and calibrating its loop crashes the process. Use 'dynamic' (int8 weights, "
-                    f"float activations), which exports it"
-                )
-            if masked is not None:
-                raise ValueError(
-                    f"quantization='int8' cannot export a masked LSTM (layer {masked!r} masks padding): the "
-                    f"converter has no fused op for it and its int8 calibration crashes. Use 'dynamic', or train "
-                    f"the model on left-padded sequences without a mask"
-                )
+    for recurrent, masked in recurrent_layers(model, of=("RNN",)):
+        if not isinstance(recurrent, keras.layers.LSTM):
+            raise ValueError(
+                f"quantization='int8' cannot export layer {recurrent.name!r} ({type(recurrent).__name__}): the converter "
+                f"has no fused op for it, and calibrating its loop crashes the process. Use 'dynamic' (int8 weights, "
+                f"float activations), which exports it"
+            )
+        if masked is not None:
+            raise ValueError(
+                f"quantization='int8' cannot export a masked LSTM (layer {masked!r} masks padding): the "
+                f"converter has no fused op for it and its int8 calibration crashes. Use 'dynamic', or train "
+                f"the model on left-padded sequences without a mask"
+            )
 
 
 def _sample_shape(model: Any, shape: tuple[int | None, ...], seq_len: int | None) -> tuple[int, ...]:
