@@ -36,11 +36,16 @@ _FORMAT = 1
 @dataclasses.dataclass(frozen=True)
 class Distribution:
     """How a model trains under a ``tf.distribute`` strategy: the strategy, the backup folder, and
-    ``prepare(model)``, which installs on a copy what training it so needs (``fastnlp.distribute``'s)."""
+    ``install(model, strategy, backup_dir)``, which puts on a model what training it so needs
+    (``fastnlp.distribute``'s)."""
 
     strategy: Any
     backup_dir: str | None
-    prepare: Callable[[Any], None]
+    install: Callable[[Any, Any, str | None], None]
+
+    def prepare(self, model: Any) -> None:
+        """Install on ``model`` (a copy built under :attr:`strategy`) what training it so needs."""
+        self.install(model, self.strategy, self.backup_dir)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,6 @@ tf_keras needs neither.
 
 from __future__ import annotations
 
-import functools
 import numbers
 import types
 from typing import Any
@@ -108,7 +107,7 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
             _optimizer_config_owner(result.optimizer).learning_rate = learning_rate
     if workers(strategy) > 1:
         _take_chief_weights(result, strategy)
-    distribution = Distribution(strategy, backup_dir, functools.partial(_prepare, strategy=strategy, backup_dir=backup_dir))
+    distribution = Distribution(strategy, backup_dir, _prepare)
     distribution.prepare(result)
     name = "MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else type(strategy).__name__
     described = f"{name}, {workers(strategy)} worker(s), {replicas} replica(s) in sync"
