@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -92,8 +93,6 @@ class PeakMemory:
 
 def _first_gpu() -> str | None:
     """The first logical GPU's name, where TensorFlow is already imported and sees one."""
-    import sys
-
     tf = sys.modules.get("tensorflow")  # no GPU can be in use where TensorFlow was never imported
     if tf is None:
         return None

@@ -18,7 +18,7 @@ import warnings
 from typing import Any
 
 from fastnlp.core.tables import text_table
-from fastnlp.harness.reports import loss_figure, save_figure
+from fastnlp.harness.reports import loss_figure, new_figure, save_figure
 
 __all__ = ["BenchSettings", "configurations", "format_table", "plot_results", "render_markdown", "run_bench", "update_docs"]
 
@@ -84,7 +84,7 @@ def run_bench(corpus_path: str, settings: BenchSettings = BenchSettings(), only:
     """
     if settings.task not in ("char_lm", "classify"):
         raise ValueError(f"task must be 'char_lm' or 'classify', got {settings.task!r}")
-    from fastnlp.core.measure import in_fresh_process
+    from fastnlp.core.measure import in_fresh_process, time_to
     from fastnlp.harness.reports import machine_summary
 
     names = [name for name, _ in configurations()]
@@ -99,8 +99,7 @@ def run_bench(corpus_path: str, settings: BenchSettings = BenchSettings(), only:
     rows.append(in_fresh_process(_measure_export, corpus_path, settings))
     target = rows[0]["final_val_loss"]
     for row in rows:
-        curve = row.get("curve") or []
-        row["seconds_to_target"] = next((t for t, loss in curve if loss <= target), None)
+        row["seconds_to_target"] = time_to(row.get("curve") or [], target)
     return {
         "settings": dataclasses.asdict(settings), "machine": machine_summary(), "corpus": os.path.basename(corpus_path),
         "target_val_loss": target, "rows": rows,
@@ -283,13 +282,8 @@ def _cells(row: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
 
 def plot_results(record: dict[str, Any], path: str) -> None:
     """A PNG: samples/s per configuration, and validation loss against training time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     trained = [row for row in record["rows"] if row.get("samples_per_s")]
-    figure, (rates, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (rates, curves) = new_figure(2, (12, 4.5))
     rates.barh([row["name"] for row in trained], [row["samples_per_s"] for row in trained])
     rates.invert_yaxis()
     rates.set(xlabel="training samples/s", title="throughput")

@@ -33,7 +33,12 @@ from fastnlp.core.measure import (
 )
 from fastnlp.core.tables import text_table
 from fastnlp.harness.baseline import blog_windows, build_blog_model
-from fastnlp.harness.reports import loss_figure, machine_summary, save_figure
+from fastnlp.harness.reports import (
+    loss_figure,
+    machine_summary,
+    new_figure,
+    save_figure,
+)
 from fastnlp.preprocess import CharVocabulary
 from fastnlp.recipes.training import (
     char_lm_sampler,
@@ -194,12 +199,7 @@ def format_table(results: dict[str, Any]) -> str:
 
 def plot_curves(results: dict[str, Any], path: str) -> None:
     """Write a PNG of validation loss against training wall-clock time, a curve per recipe."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = new_figure(1, (7, 4.5))
     curves = {recipe["label"]: recipe["curve"] for recipe in results["recipes"].values()}
     loss_figure(
         axes, curves, LADDER, ylabel=f"validation loss (next char after {CONTEXT}, nats)",

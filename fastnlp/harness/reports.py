@@ -9,7 +9,7 @@ from typing import Any
 
 from fastnlp.core import hardware
 
-__all__ = ["loss_figure", "machine_summary", "save_figure"]
+__all__ = ["loss_figure", "machine_summary", "new_figure", "save_figure"]
 
 
 def machine_summary() -> dict[str, Any]:
@@ -45,6 +45,16 @@ def loss_figure(
         axes.axhline(level, color="grey", linestyle=":", linewidth=0.8)
     axes.set(xlabel="training wall-clock time (s)", ylabel=ylabel, title=title)
     axes.legend(fontsize=8)
+
+
+def new_figure(columns: int, size: tuple[float, float]) -> tuple[Any, Any]:
+    """A matplotlib figure of ``columns`` side-by-side axes, drawn off-screen (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, columns, figsize=size)
 
 
 def save_figure(figure: Any, path: str, dpi: int = 110) -> None:

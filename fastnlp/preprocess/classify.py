@@ -168,7 +168,7 @@ def text_classification_dataset(
 
     order = np.random.default_rng(seed).permutation(len(texts)) if shuffle else np.arange(len(texts))
     report = PaddingReport(int(lengths.sum()), _bucketed_tokens(lengths[order], buckets[order], batch_size), len(texts) * int(lengths.max()))
-    return TextClassificationData(dataset, tuple(vocabulary), report)
+    return TextClassificationData(dataset, vocabulary, report)
 
 
 def _checked_texts_and_labels(texts: Any, labels: Any, num_classes: int | None) -> tuple[list, np.ndarray]:

@@ -47,8 +47,7 @@ def use_xla(model: Any) -> Applied:
         >>> xla.get_compile_config()["jit_compile"]
         True
     """
-    flavour.require_compiled(model, "use_xla sets a compile option")
-    result = rebuild(model, compile_options={"jit_compile": True})
+    result = _recompiled(model, "use_xla", jit_compile=True)
     if not hardware.has_gpu():
         warnings.warn(
             "use_xla: no GPU visible; on CPUs XLA often trains LSTMs slower (about 4x slower for a tf_keras "
@@ -88,6 +87,11 @@ def set_steps_per_execution(model: Any, steps: int = 8) -> Applied:
         4
     """
     check_positive_int(steps=steps)
-    flavour.require_compiled(model, "set_steps_per_execution sets a compile option")
-    result = rebuild(model, compile_options={"steps_per_execution": steps})
+    result = _recompiled(model, "set_steps_per_execution", steps_per_execution=steps)
     return Applied(result, f"set_steps_per_execution(steps={steps})")
+
+
+def _recompiled(model: Any, transform: str, **options: Any) -> Any:
+    """A copy of the compiled ``model`` compiled as it was plus ``options``; ``transform`` names the caller."""
+    flavour.require_compiled(model, f"{transform} sets a compile option")
+    return rebuild(model, compile_options=options)

@@ -130,7 +130,7 @@ def tune(
             fewer, bigger steps per epoch: scale the learning rate with it (linearly, to start).
         memory_budget_mb: a candidate whose peak memory exceeds this is measured but not chosen.
             Peak memory is the GPU's peak allocation where there is a GPU, otherwise the process's
-            resident high-water mark (so on a CPU, try batch sizes in increasing order: they are).
+            peak resident memory during the candidate's run.
 
     Returns:
         A :class:`TuneResult`: ``model`` is a fresh copy of the input with the fastest speedups
