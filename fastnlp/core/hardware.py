@@ -1,4 +1,9 @@
-"""What this machine has: CPU model and flags, GPUs and their compute capability, TPUs."""
+"""What this machine has: CPU model and flags, GPUs and their compute capability, TPUs.
+
+This module is the one place fastnlp asks the machine; every choice made for the user (``"auto"``
+mixed precision, whether cuDNN would run, what ``tune`` tries) reads these functions, so a test can
+pretend to be any machine by replacing them (the suite's ``machine`` fixture does).
+"""
 
 from __future__ import annotations
 
@@ -86,10 +91,10 @@ def gpu_total_memory_mb() -> list[int]:
 
 
 def has_gpu() -> bool:
-    """Whether TensorFlow sees a GPU (without starting its GPU runtime)."""
+    """Whether TensorFlow may use a GPU: one is present and not hidden (without starting its GPU runtime)."""
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    return bool(tf.config.get_visible_devices("GPU"))
 
 
 def has_tpu() -> bool:

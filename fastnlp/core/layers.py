@@ -22,6 +22,8 @@ import functools
 import importlib
 from typing import Any
 
+from fastnlp.core import hardware
+
 __all__ = ["counterpart", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted_lstm", "register_layers"]
 
 
@@ -121,12 +123,6 @@ def _hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kerne
     return h, outputs, [h, c]
 
 
-def _gpu_visible() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
 def _hoistable(layer: Any, mask: Any) -> bool:
     """Whether the hoisted loop computes what ``layer``'s stock kernel would, and cuDNN would not run instead."""
     cell = layer.cell
@@ -137,7 +133,7 @@ def _hoistable(layer: Any, mask: Any) -> bool:
         and getattr(cell.activation, "__name__", None) == "tanh"
         and getattr(cell.recurrent_activation, "__name__", None) == "sigmoid"
     )
-    cudnn_would_run = _gpu_visible() and cell.use_bias and getattr(layer, "use_cudnn", "auto") in ("auto", True)
+    cudnn_would_run = hardware.has_gpu() and cell.use_bias and getattr(layer, "use_cudnn", "auto") in ("auto", True)
     return standard and not cudnn_would_run
 
 

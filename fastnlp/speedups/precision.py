@@ -71,8 +71,8 @@ def _choose_policy(policy: str) -> tuple[str | None, str]:
     """The policy to apply (``None``: none) and a reason to warn about (empty: nothing to say)."""
     if not isinstance(policy, str) or policy not in ("auto", *POLICIES):
         raise ValueError(f"policy must be one of {('auto', *POLICIES)}, got {policy!r}")
-    gpus, has_tpu, cpu_flags = _hardware()
-    best, why_not = auto_policy(gpus, has_tpu, cpu_flags)
+    gpus = hardware.gpu_compute_capabilities()
+    best, why_not = auto_policy(gpus, hardware.has_tpu(), hardware.cpu_flags())
     if policy == "auto":
         return best, why_not
     if policy == best:
@@ -108,8 +108,3 @@ def auto_policy(
         else "it has neither AMX nor AVX512-BF16"
     )
     return None, f"no GPU or TPU, and this CPU would not gain: {detail}"
-
-
-def _hardware() -> tuple[list[tuple[int, int]], bool, set[str]]:
-    return hardware.gpu_compute_capabilities(), hardware.has_tpu(), hardware.cpu_flags()
-

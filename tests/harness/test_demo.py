@@ -17,7 +17,7 @@ def test_demo_gives_both_recipes_the_same_budget_and_writes_its_results(tmp_path
     for recipe in (blog, fast):
         times = [t for t, _ in recipe["curve"]]
         assert times == sorted(times) and recipe["curve"][0][0] == 0.0
-        assert TINY.budget_s <= recipe["training_s"] < TINY.budget_s + 5  # the same budget, each
+        assert recipe["training_s"] >= TINY.budget_s  # the same budget, each (where it stops is learning_rate_budget's test)
         assert recipe["peak_rss_mb"] > 0 and recipe["steps"] > 0
         assert len(recipe["sample"]) == TINY.sample_chars
     written = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))

@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import expect_slow_bf16_warning
 
 from fastnlp import SpeedupWarning, applied_speedups, build_lstm, enable_mixed_precision
 from fastnlp.core import registry
@@ -69,9 +70,9 @@ def test_a_speedup_must_be_a_registered_transform():
         build_lstm(10, speedups=[functools.partial(enable_mixed_precision, "mixed_bfloat16")])
 
 
-def test_speedups_by_name_function_or_partial_equal_plain_chaining(flavour):
+def test_speedups_by_name_function_or_partial_equal_plain_chaining(flavour, cpu_kind):
     bf16 = functools.partial(enable_mixed_precision, policy="mixed_bfloat16")
-    with pytest.warns(SpeedupWarning):
+    with expect_slow_bf16_warning(cpu_kind):
         chained = enable_mixed_precision(build_lstm(12, units=8, num_layers=1, flavour=flavour), policy="mixed_bfloat16")
         built = build_lstm(12, units=8, num_layers=1, flavour=flavour, speedups=[bf16])
     assert [layer.dtype_policy.name for layer in built.layers] == [layer.dtype_policy.name for layer in chained.layers]

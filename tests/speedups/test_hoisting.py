@@ -130,11 +130,11 @@ def test_prune_after_hoisting_is_refused_in_build_lstm():
         build_lstm(20, units=8, num_layers=1, speedups=["hoist_lstm_projection", "prune"])
 
 
-def test_where_cudnn_would_run_the_layer_keeps_the_stock_path(flavour, monkeypatch):
+def test_where_cudnn_would_run_the_layer_keeps_the_stock_path(flavour, monkeypatch, machine):
     import fastnlp.core.layers
 
     hoisted_calls = []
-    monkeypatch.setattr(fastnlp.core.layers, "_gpu_visible", lambda: True)  # as on a GPU machine
+    machine.pretend(gpus=[(9, 0)])  # as on a GPU machine
     monkeypatch.setattr(fastnlp.core.layers, "_hoisted_lstm", lambda *a, **k: hoisted_calls.append(1))
     layer = hoisted_lstm_class(flavour).from_config(flavours.keras_module(flavour).layers.LSTM(4).get_config())
     layer(np.zeros((2, 3, 5), "float32"))  # the stock path (cuDNN on a GPU; here its generic fallback)

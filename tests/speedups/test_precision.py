@@ -12,17 +12,9 @@ from fastnlp import (
 )
 from fastnlp.speedups import precision
 
-CPU_AVX512_BF16 = ([], False, {"avx2", "avx512f", "avx512_bf16"})
+from conftest import AMX_CPU, expect_slow_bf16_warning
 
-
-@pytest.fixture
-def hardware(monkeypatch):
-    """Pretend to run on the hardware given: (GPU compute capabilities, has TPU, CPU flags)."""
-
-    def pretend(gpus, tpu, flags):
-        monkeypatch.setattr(precision, "_hardware", lambda: (gpus, tpu, flags))
-
-    return pretend
+CPU_AVX512_BF16 = {"avx2", "avx512f", "avx512_bf16"}
 
 
 @pytest.mark.parametrize(
@@ -43,8 +35,8 @@ def test_auto_policy_follows_the_hardware(gpus, tpu, flags, expected):
     assert bool(reason) == (expected is None)
 
 
-def test_auto_without_a_fast_path_returns_an_unchanged_copy_and_says_why(hardware, flavour):
-    hardware(*CPU_AVX512_BF16)
+def test_auto_without_a_fast_path_returns_an_unchanged_copy_and_says_why(machine, flavour):
+    machine.pretend(cpu_flags=CPU_AVX512_BF16)
     model = build_lstm(12, units=8, num_layers=1, flavour=flavour)
     with pytest.warns(NoEffectWarning, match="AVX512-BF16 but no AMX"):
         result = enable_mixed_precision(model)
@@ -53,8 +45,8 @@ def test_auto_without_a_fast_path_returns_an_unchanged_copy_and_says_why(hardwar
     assert "no effect" in applied_speedups(result)[-1]
 
 
-def test_auto_on_a_tensor_core_gpu_picks_float16(hardware, flavour):
-    hardware([(9, 0)], False, set())
+def test_auto_on_a_tensor_core_gpu_picks_float16(machine, flavour):
+    machine.pretend(cpu_flags=set(), gpus=[(9, 0)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # auto picking the right thing says nothing
         result = enable_mixed_precision(build_lstm(12, units=8, num_layers=1, flavour=flavour))
@@ -62,8 +54,8 @@ def test_auto_on_a_tensor_core_gpu_picks_float16(hardware, flavour):
 
 
 @pytest.mark.parametrize(("policy", "atol"), [("mixed_float16", 5e-3), ("mixed_bfloat16", 3e-2)])
-def test_explicit_policy_is_honoured_with_float32_outputs(hardware, flavour, policy, atol):
-    hardware(*CPU_AVX512_BF16)
+def test_explicit_policy_is_honoured_with_float32_outputs(machine, flavour, policy, atol):
+    machine.pretend(cpu_flags=CPU_AVX512_BF16)
     model = build_lstm(30, units=16, num_layers=2, seq_len=20, flavour=flavour)
     x = np.random.default_rng(1).integers(0, 30, (16, 20))
 
@@ -82,9 +74,9 @@ def test_explicit_policy_is_honoured_with_float32_outputs(hardware, flavour, pol
     assert applied_speedups(result) == (f"enable_mixed_precision(policy={policy!r})",)
 
 
-def test_recompiles_with_the_same_loss_metrics_and_optimizer_config(flavour):
+def test_recompiles_with_the_same_loss_metrics_and_optimizer_config(flavour, cpu_kind):
     model = build_lstm(12, task="classify", units=8, num_layers=1, learning_rate=0.0123, flavour=flavour)
-    with pytest.warns(SpeedupWarning):
+    with expect_slow_bf16_warning(cpu_kind):
         result = enable_mixed_precision(model, "mixed_bfloat16")
     before, after = model.get_compile_config(), result.get_compile_config()
     assert after == before
@@ -101,13 +93,13 @@ def test_switching_a_float16_model_to_bfloat16_drops_loss_scaling(flavour):
     assert len(applied_speedups(brain)) == 2
 
 
-def test_an_uncompiled_model_stays_uncompiled(flavour):
+def test_an_uncompiled_model_stays_uncompiled(flavour, cpu_kind):
     from fastnlp.core.flavour import compile_arguments, keras_module
 
     k = keras_module(flavour)
     inputs = k.Input((5,), dtype="int32")
     model = k.Model(inputs, k.layers.Dense(3)(k.layers.Embedding(10, 4)(inputs)))
-    with pytest.warns(SpeedupWarning):
+    with expect_slow_bf16_warning(cpu_kind):
         result = enable_mixed_precision(model, "mixed_bfloat16")
     assert compile_arguments(result) is None
     assert result.layers[-1].dtype_policy.name == "float32"
@@ -118,3 +110,12 @@ def test_unknown_policy_names_the_valid_ones(policy):
     model = build_lstm(12, units=4, num_layers=1)
     with pytest.raises(ValueError, match="'auto', 'mixed_float16', 'mixed_bfloat16'"):
         enable_mixed_precision(model, policy)
+
+
+def test_auto_on_a_cpu_with_amx_picks_bfloat16_and_says_nothing(machine, flavour):
+    machine.pretend(cpu_flags=AMX_CPU)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = enable_mixed_precision(build_lstm(12, units=8, num_layers=1, flavour=flavour))
+    assert result.get_layer("lstm_1").dtype_policy.name == "mixed_bfloat16"
+    assert applied_speedups(result) == ("enable_mixed_precision(policy='mixed_bfloat16')",)
