@@ -1,5 +1,5 @@
 """What a tf_keras loader must know to read back a model that :mod:`fastnlp.speedups.compress` made:
-tfmot's wrappers and fastnlp's own :class:`RecurrentQuantizeConfig`.
+tfmot's wrappers, fastnlp's pruning wrapper that keeps a padding mask, and :class:`RecurrentQuantizeConfig`.
 
 This module imports tensorflow-model-optimization; it is imported only when such a model is loaded
 or made.
@@ -9,13 +9,31 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RecurrentQuantizeConfig", "compression_objects"]
+__all__ = ["MaskedPruneLowMagnitude", "RecurrentQuantizeConfig", "compression_objects"]
 
 
 def _config_base() -> type:
     import tensorflow_model_optimization as tfmot
 
     return tfmot.quantization.keras.QuantizeConfig
+
+
+def _pruning_wrapper_base() -> type:
+    """tfmot's pruning wrapper class (its public API exports only the function that creates it)."""
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+    return PruneLowMagnitude
+
+
+class MaskedPruneLowMagnitude(_pruning_wrapper_base()):
+    """tfmot's ``PruneLowMagnitude`` that passes on the padding mask its layer makes or passes on.
+
+    tfmot's own wrapper drops it, so an LSTM after a pruned ``Embedding(mask_zero=True)`` trained on
+    the padding (and the stripped model, whose mask was back, computed something else).
+    """
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return self.layer.compute_mask(inputs, mask)
 
 
 class RecurrentQuantizeConfig(_config_base()):
@@ -73,4 +91,5 @@ def compression_objects() -> dict[str, Any]:
     for scope in scopes:
         for named in scope.custom_objects:
             objects.update(named)
+    objects[MaskedPruneLowMagnitude.__name__] = MaskedPruneLowMagnitude
     return objects

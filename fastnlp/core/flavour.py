@@ -26,6 +26,7 @@ __all__ = [
     "check_rebuildable",
     "compile_arguments",
     "detect",
+    "is_preprocessing",
     "keras_module",
     "leaf_layers",
     "load_model",
@@ -133,7 +134,22 @@ def require_compiled(model: Any, why: str) -> dict:
 
 
 def check_rebuildable(model: Any) -> None:
-    """Raise ``TypeError`` unless ``model`` is a Sequential or functional model of either flavour."""
+    """Raise ``TypeError`` unless ``model`` is a Sequential or functional model of either flavour whose
+    layers can each be re-created from their config (preprocessing layers are carried over as they are).
+
+    Examples:
+        >>> import keras
+        >>> class Scale(keras.layers.Layer):
+        ...     def __init__(self, factor):
+        ...         super().__init__()
+        ...         self.factor = factor
+        ...     def call(self, x):
+        ...         return x * self.factor
+        >>> check_rebuildable(keras.Sequential([keras.Input((3,)), Scale(2.0)]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: fastnlp copies a model layer by layer from each layer's config, and layer 'scale...' (Scale) cannot be re-created from its config...
+    """
     keras = keras_module(detect(model))
     is_layer_graph = isinstance(model, keras.Sequential) or any(
         cls.__name__ == "Functional" for cls in type(model).__mro__  # same class name in both flavours
@@ -144,8 +160,34 @@ def check_rebuildable(model: Any) -> None:
             f"({type(model).__qualname__}) does not allow; build it with keras.Sequential or the "
             f"functional API (keras.Model(inputs, outputs))"
         )
+    for layer in leaf_layers(model):
+        if not is_preprocessing(layer):
+            _check_recreatable(layer)
 
 
-# Config keys of wrapper layers (Bidirectional, TimeDistributed) that hold a whole layer's config.
+def is_preprocessing(layer: Any) -> bool:
+    """Whether ``layer`` is one of Keras's preprocessing layers (``TextVectorization``, ``StringLookup``, ...).
+
+    They hold no trainable state, so a copy of a model shares them with the original, as they are:
+    an adapted vocabulary and a custom ``standardize`` function come along.
+    """
+    return any(".layers.preprocessing." in f"{cls.__module__}." for cls in type(layer).__mro__[:-1])
+
+
+def _check_recreatable(layer: Any) -> None:
+    """``TypeError`` naming ``layer`` and what it lacks when its class cannot re-create it from its config."""
+    name = type(layer).__name__
+    try:
+        config = layer.get_config()
+        if "name" not in config:  # tf_keras's automatic config of a layer without get_config: the copy breaks saving
+            raise TypeError("its get_config() does not include the base Layer's config (name, trainable, dtype)")
+        type(layer).from_config(config)
+    except Exception as error:  # noqa: BLE001 - any failure of the user's class means the same to the user
+        raise TypeError(
+            f"fastnlp copies a model layer by layer from each layer's config, and layer {layer.name!r} ({name}) "
+            f"cannot be re-created from its config ({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
+            f"Give {name} a get_config() that returns its __init__ arguments and an __init__ that passes **kwargs "
+            f"to the base Layer (Keras's custom-layer guide), or apply the speedup to a model without it"
+        ) from None
 
 

@@ -18,13 +18,16 @@ from fastnlp.core.flavour import (
     check_rebuildable,
     compile_arguments,
     detect,
+    is_preprocessing,
     keras_module,
     loss_scale_optimizer_class,
 )
 from fastnlp.core.lineage import carry_lineage
 
-__all__ = ["ConfigEdit", "LayerClass", "compile_like", "rebuild"]
+__all__ = ["ConfigEdit", "LayerClass", "compile_like", "edit_wrapped", "rebuild", "wrapped_layers"]
 
+#: compile arguments passed to the copy as the user gave them (see :func:`compile_like`)
+_STATELESS_ARGUMENTS = frozenset({"loss", "loss_weights"})
 #: ``edit(layer, config, is_output) -> config``: how :func:`rebuild` changes one layer's config.
 ConfigEdit = Callable[[Any, dict, bool], dict]
 #: ``layer_class(layer) -> class or None``: the class :func:`rebuild` re-creates a layer as (None: its own).
@@ -73,6 +76,38 @@ def rebuild(
     return result
 
 
+def wrapped_layers(layer: Any) -> tuple[tuple[str, Any], ...]:
+    """``(config key, layer)`` for each layer a wrapper holds (``Bidirectional``: both directions;
+    ``TimeDistributed``: its layer); empty for any other layer."""
+    if hasattr(layer, "forward_layer") and hasattr(layer, "backward_layer"):
+        return (("layer", layer.forward_layer), ("backward_layer", layer.backward_layer))
+    inner = getattr(layer, "layer", None)
+    if inner is not None and hasattr(inner, "get_config") and hasattr(inner, "dtype_policy"):
+        return (("layer", inner),)
+    return ()
+
+
+def edit_wrapped(layer: Any, config: dict, edit_inner: Callable[[Any, dict], dict]) -> dict:
+    """``config`` of ``layer`` with ``edit_inner(inner_layer, inner_config)`` applied to each layer it wraps.
+
+    A wrapper's config holds its layers' configs whole; a layer that wraps none keeps ``config`` as it is.
+
+    Examples:
+        >>> import keras
+        >>> both = keras.layers.Bidirectional(keras.layers.LSTM(2))
+        >>> edited = edit_wrapped(both, both.get_config(), lambda inner, c: {**c, "unroll": True})
+        >>> edited["layer"]["config"]["unroll"], edited["backward_layer"]["config"]["unroll"]
+        (True, True)
+    """
+    pairs = [(key, inner) for key, inner in wrapped_layers(layer) if isinstance(config.get(key), dict)]
+    if not pairs:
+        return config
+    config = dict(config)
+    for key, inner in pairs:
+        config[key] = {**config[key], "config": edit_inner(inner, config[key]["config"])}
+    return config
+
+
 def _strategy_scope(model: Any) -> Any:
     """The scope of ``model``'s own ``tf.distribute`` strategy, or no scope where it has none or one is active."""
     import tensorflow as tf
@@ -86,15 +121,20 @@ def _strategy_scope(model: Any) -> Any:
 def compile_like(target: Any, model: Any, *, loss_scale: bool | None = None, compile_options: dict | None = None):
     """Compile ``target`` (same flavour) as ``model`` was, with a fresh optimizer of the same config; return it.
 
-    ``loss_scale`` and ``compile_options`` as in :func:`rebuild`; an uncompiled ``model`` leaves
-    ``target`` as it is.
+    The user's own loss objects and functions are passed as they are (a loss holds no state, and a
+    ``Loss`` subclass with its own ``__init__`` cannot be re-created from its config); metrics get a
+    fresh copy where their config re-creates them, and are otherwise shared as they are (Keras resets
+    a metric's state at the start of every ``fit`` and ``evaluate``). ``loss_scale`` and
+    ``compile_options`` as in :func:`rebuild`; an uncompiled ``model`` leaves ``target`` as it is.
     """
     arguments = compile_arguments(model)
     if arguments is not None:
         optimizer = _fresh_optimizer(model.optimizer, detect(model), loss_scale)
         arguments = {**arguments, **(compile_options or {})}
-        target.compile(optimizer=optimizer, **{k: _fresh(v) for k, v in arguments.items() if k != "optimizer"})
+        kept = {key: value if key in _STATELESS_ARGUMENTS else _fresh(value) for key, value in arguments.items()}
+        target.compile(optimizer=optimizer, **{key: value for key, value in kept.items() if key != "optimizer"})
     return target
+
 
 
 def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: LayerClass | None = None):
@@ -104,6 +144,8 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: 
     def clone_layer(layer):
         if isinstance(layer, keras.Model):
             return _clone(layer, edit, keras, layer_class)
+        if is_preprocessing(layer):  # no trainable state: shared as it is, adapted vocabulary and all
+            return layer
         config = layer.get_config()
         editable = isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer)
         if edit is not None and editable:  # Keras 3 graphs also hold plain operations (e.g. a mask's not_equal)
@@ -149,11 +191,14 @@ def _fresh_optimizer(optimizer: Any, flavour: Flavour, loss_scale: bool | None):
 
 
 def _fresh(value: Any) -> Any:
-    """A new copy of a stateful compile argument (metric or loss object); strings and functions as they are."""
+    """A new copy of a metric object where its config re-creates it; anything else as it is."""
     if isinstance(value, (list, tuple)):
         return type(value)(_fresh(item) for item in value)
     if isinstance(value, dict):
         return {key: _fresh(item) for key, item in value.items()}
     if hasattr(value, "get_config") and hasattr(type(value), "from_config"):
-        return type(value).from_config(value.get_config())
+        try:
+            return type(value).from_config(value.get_config())
+        except (TypeError, ValueError, NotImplementedError):  # a subclass whose __init__ its config does not fit
+            return value
     return value

@@ -17,9 +17,9 @@ from typing import Any
 
 from fastnlp.core import flavour, hardware
 from fastnlp.core.notices import SpeedupWarning
-from fastnlp.core.rebuild import rebuild
+from fastnlp.core.rebuild import edit_wrapped, rebuild
 from fastnlp.core.recurrent import HARMLESS_SETTINGS, cudnn_blockers, recurrent_layers
-from fastnlp.core.registry import Applied, speedup
+from fastnlp.core.registry import Applied, NoEffect, speedup
 from fastnlp.core.validation import check_positive_int
 
 __all__ = ["configure_gpu", "enable_cudnn"]
@@ -115,7 +115,7 @@ def _total_memory_mb(gpus: list) -> list[int]:
 
 
 @speedup(stage="layer_config")
-def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied:
+def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied | NoEffect:
     """Return a copy of ``model`` whose LSTM/GRU layers can run the fused cuDNN kernel; ``model`` is untouched.
 
     Changes only what does not change a layer's math: ``unroll=True`` becomes ``False`` and Keras 3's
@@ -161,6 +161,13 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied:
         )
     if blocked:
         warnings.warn(f"enable_cudnn: left on the generic kernel: {described}", SpeedupWarning, stacklevel=3)
+    recurrent = [layer for layer, _ in recurrent_layers(model)]
+    if not recurrent:
+        return NoEffect("the model has no LSTM or GRU layer", "enable_cudnn")
+    to_change = [layer.name for layer in recurrent if layer.name not in blocked and _needs_change(layer)]
+    if not to_change:
+        why = "every LSTM/GRU layer is cuDNN-eligible already" if not blocked else "no layer that can be made eligible needs a change"
+        return NoEffect(why, "enable_cudnn")
 
     def harmless(layer: Any, config: dict) -> dict:
         if not isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)) or layer.name in blocked:
@@ -168,15 +175,14 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied:
         return {**config, **{key: value for key, value in HARMLESS_SETTINGS.items() if key in config or hasattr(layer, key)}}
 
     def edit(layer: Any, config: dict, is_output: bool) -> dict:
-        if not isinstance(layer, keras.layers.Bidirectional):
-            return harmless(layer, config)
-        config = dict(config)  # the wrapped layers' configs are nested in the wrapper's
-        for key, inner in (("layer", layer.forward_layer), ("backward_layer", layer.backward_layer)):
-            if isinstance(config.get(key), dict):
-                config[key] = {**config[key], "config": harmless(inner, config[key]["config"])}
-        return config
+        return edit_wrapped(layer, harmless(layer, config), harmless)
 
     result = rebuild(model, edit)
     if not hardware.has_gpu():
         warnings.warn("enable_cudnn: no GPU visible, so the generic kernel runs here all the same", SpeedupWarning, stacklevel=3)
-    return Applied(result, "enable_cudnn" + (f" (left as they were: {list(blocked)})" if blocked else ""))
+    return Applied(result, f"enable_cudnn({sorted(to_change)})" + (f" (left as they were: {list(blocked)})" if blocked else ""))
+
+
+def _needs_change(layer: Any) -> bool:
+    """Whether a setting that keeps ``layer`` off cuDNN without being part of its math is set (``unroll``, ``use_cudnn``)."""
+    return bool(layer.get_config().get("unroll")) or getattr(layer, "use_cudnn", "auto") is False

@@ -9,9 +9,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from fastnlp.core import hardware
+from fastnlp.core import flavour, hardware
 from fastnlp.core.notices import SpeedupWarning
-from fastnlp.core.rebuild import rebuild
+from fastnlp.core.rebuild import edit_wrapped, rebuild, wrapped_layers
 from fastnlp.core.registry import Applied, NoEffect, speedup
 
 __all__ = ["POLICIES", "enable_mixed_precision"]
@@ -59,12 +59,27 @@ def enable_mixed_precision(model: Any, policy: str = "auto") -> Applied | NoEffe
         warnings.warn(f"enable_mixed_precision({chosen!r}): {reason}", SpeedupWarning, stacklevel=3)
 
     def set_policy(layer: Any, config: dict, is_output: bool) -> dict:
-        if layer.dtype_policy.compute_dtype not in _REBUILT_DTYPES:
-            return config
-        return {**config, "dtype": "float32" if is_output else chosen}
+        def one(layer: Any, config: dict) -> dict:  # a wrapper's layers (Bidirectional's LSTMs) take it too
+            if layer.dtype_policy.compute_dtype not in _REBUILT_DTYPES:
+                return config
+            return {**config, "dtype": "float32" if is_output else chosen}
+
+        return edit_wrapped(layer, one(layer, config), one)
 
     result = rebuild(model, set_policy, loss_scale=chosen == "mixed_float16")
+    if not any(_computes_in(layer, chosen) for layer in flavour.leaf_layers(result)):
+        return NoEffect(
+            "every layer with weights to multiply produces a model output, and outputs stay float32 for the loss",
+            f"enable_mixed_precision(policy={chosen!r})",
+        )
     return Applied(result, f"enable_mixed_precision(policy={chosen!r})")
+
+
+def _computes_in(layer: Any, policy: str) -> bool:
+    """Whether ``layer``, or a layer it wraps, multiplies weights under ``policy`` (an embedding only looks them up)."""
+    if wrapped_layers(layer):
+        return any(_computes_in(inner, policy) for _, inner in wrapped_layers(layer))
+    return layer.dtype_policy.name == policy and bool(layer.weights) and type(layer).__name__ != "Embedding"
 
 
 def _choose_policy(policy: str) -> tuple[str | None, str]:

@@ -209,3 +209,15 @@ def test_lstms_inside_bidirectional_are_reported_and_fixed(flavour):
     assert [status.eligible for status in cudnn_report(fast)] == [True, True]
     x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
     np.testing.assert_allclose(fast.predict(x, verbose=0), unrolled.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_enable_cudnn_with_nothing_to_change_is_no_effect(flavour):
+    from fastnlp.core.notices import NoEffectWarning
+
+    k = flavours.keras_module(flavour)
+    conv = k.Sequential([k.Input((6, 4)), k.layers.Conv1D(3, 2), k.layers.GlobalMaxPooling1D()])
+    with pytest.warns(NoEffectWarning, match="no LSTM or GRU layer"):
+        assert applied_speedups(enable_cudnn(conv)) == ("enable_cudnn: no effect",)
+    eligible = k.Sequential([k.Input((6, 4)), k.layers.LSTM(3)])
+    with pytest.warns(NoEffectWarning, match="cuDNN-eligible already"):
+        enable_cudnn(eligible)

@@ -81,6 +81,7 @@ def test_auto_on_one_device_warns_that_there_is_nothing_to_parallelize(monkeypat
     with pytest.warns(NoEffectWarning, match="nothing to parallelize"):
         model = fastnlp.distribute(tiny("keras"))
     assert model.distribute_strategy.num_replicas_in_sync == 1
+    assert fastnlp.applied_speedups(model)[-1].endswith(": no effect")  # not recorded as applied
 
 
 def test_a_cluster_without_init_distributed_is_refused(monkeypatch):

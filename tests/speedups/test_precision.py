@@ -10,6 +10,7 @@ from fastnlp import (
     build_lstm,
     enable_mixed_precision,
 )
+from fastnlp.core.flavour import keras_module
 from fastnlp.speedups import precision
 
 from conftest import AMX_CPU, expect_slow_bf16_warning
@@ -98,7 +99,7 @@ def test_an_uncompiled_model_stays_uncompiled(flavour, cpu_kind):
 
     k = keras_module(flavour)
     inputs = k.Input((5,), dtype="int32")
-    model = k.Model(inputs, k.layers.Dense(3)(k.layers.Embedding(10, 4)(inputs)))
+    model = k.Model(inputs, k.layers.Dense(3)(k.layers.Dense(4)(k.layers.Embedding(10, 4)(inputs))))
     with expect_slow_bf16_warning(cpu_kind):
         result = enable_mixed_precision(model, "mixed_bfloat16")
     assert compile_arguments(result) is None
@@ -119,3 +120,27 @@ def test_auto_on_a_cpu_with_amx_picks_bfloat16_and_says_nothing(machine, flavour
         result = enable_mixed_precision(build_lstm(12, units=8, num_layers=1, flavour=flavour))
     assert result.get_layer("lstm_1").dtype_policy.name == "mixed_bfloat16"
     assert applied_speedups(result) == ("enable_mixed_precision(policy='mixed_bfloat16')",)
+
+
+def test_the_layers_inside_bidirectional_compute_in_the_policy(flavour):
+    k = keras_module(flavour)
+    inputs = k.Input((6,), dtype="int32")
+    x = k.layers.Bidirectional(k.layers.LSTM(4, return_sequences=True))(k.layers.Embedding(10, 4, mask_zero=True)(inputs))
+    model = k.Model(inputs, k.layers.TimeDistributed(k.layers.Dense(3, activation="softmax"))(x))
+    with pytest.warns(SpeedupWarning):
+        result = enable_mixed_precision(model, "mixed_bfloat16")
+    both = result.layers[2]
+    assert [both.forward_layer.dtype_policy.name, both.backward_layer.dtype_policy.name] == ["mixed_bfloat16"] * 2
+    assert result.layers[-1].layer.dtype_policy.name == "float32"  # the wrapped output layer stays float32
+    x = np.random.default_rng(0).integers(0, 10, (4, 6))
+    np.testing.assert_allclose(result.predict(x, verbose=0), model.predict(x, verbose=0), atol=3e-2)
+
+
+def test_a_model_whose_only_computing_layer_is_an_output_is_no_effect(flavour):
+    k = keras_module(flavour)
+    inputs = k.Input((6,), dtype="int32")
+    _, h, c = k.layers.LSTM(4, return_state=True)(k.layers.Embedding(10, 4)(inputs))
+    model = k.Model(inputs, [h, c])  # an inference encoder: its LSTM makes the outputs
+    with pytest.warns(NoEffectWarning, match="every layer with weights to multiply produces a model output"):
+        result = enable_mixed_precision(model, "mixed_bfloat16")
+    assert applied_speedups(result) == ("enable_mixed_precision(policy='mixed_bfloat16'): no effect",)

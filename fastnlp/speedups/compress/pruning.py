@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fastnlp.core import flavour as flavours
+from fastnlp.core.compression_objects import MaskedPruneLowMagnitude
 from fastnlp.core.convert import convert
 from fastnlp.core.lineage import lineage_of, record
 from fastnlp.core.notices import warn_no_effect
@@ -121,8 +122,8 @@ def prune(
     keras = flavours.keras_module("tf_keras")
 
     def wrap(layer):
-        if layer.name in chosen:
-            return sparsity_api.prune_low_magnitude(layer, pruning_schedule=plan)
+        if layer.name in chosen:  # tfmot's wrapper, keeping the layer's padding mask
+            return MaskedPruneLowMagnitude(layer, pruning_schedule=plan)
         return layer  # ``base`` is our own copy, so its layers may be reused as they are
 
     pruned = keras.models.clone_model(base, clone_function=wrap)

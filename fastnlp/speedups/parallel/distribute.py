@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import numbers
 import types
+import warnings
 from typing import Any
 
 from fastnlp.core import flavour
 from fastnlp.core.lineage import Distribution, lineage_of
-from fastnlp.core.notices import warn_no_effect
+from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import rebuild
-from fastnlp.core.registry import Applied, speedup
+from fastnlp.core.registry import Applied, NoEffect, speedup
 from fastnlp.core.validation import (
     check_bool,
     check_non_negative_int,
@@ -47,7 +48,7 @@ __all__ = ["distribute", "distribute_dataset"]
 
 
 @speedup(stage="strategy")
-def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool = False, backup_dir: str | None = None) -> Applied:
+def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool = False, backup_dir: str | None = None) -> Applied | NoEffect:
     """Return a copy of ``model`` that trains data-parallel under ``strategy``; ``model`` is untouched.
 
     The copy is rebuilt inside ``strategy.scope()`` (its variables mirrored on every replica), holds
@@ -60,7 +61,8 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
     Args:
         model: a Sequential or functional model, Keras 3 or tf_keras.
         strategy: ``"auto"`` (the cluster set up by :func:`init_distributed`, else ``MirroredStrategy``
-            over several local GPUs, else nothing to parallelize: a warning and the default strategy),
+            over several local GPUs, else nothing to parallelize: an unchanged copy and a
+            :class:`~fastnlp.NoEffectWarning`, unless ``backup_dir`` asks for a backup),
             ``"multi_worker"`` (the cluster; :func:`init_distributed` must have run), ``"mirrored"``
             (one replica per local GPU, or per logical CPU device where there is no GPU),
             ``"default"`` (no distribution), or a ``tf.distribute.Strategy``.
@@ -100,7 +102,12 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
     replicas = strategy.num_replicas_in_sync
     learning_rate = _scaled_learning_rate(model, replicas) if scale_learning_rate else None
     if replicas == 1 and workers(strategy) == 1:
-        warn_no_effect("distribute", "one device and no cluster: nothing to parallelize", stacklevel=4)
+        if backup_dir is None:
+            return NoEffect("one device and no cluster: nothing to parallelize", f"distribute({type(strategy).__name__})")
+        warnings.warn(
+            "distribute: one device and no cluster, so nothing is parallelized; the backup applies",
+            SpeedupWarning, stacklevel=3,
+        )
     with strategy.scope():
         result = rebuild(model)
         if learning_rate is not None:

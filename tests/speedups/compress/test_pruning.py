@@ -79,3 +79,16 @@ def test_strip_before_any_mask_update_says_nothing_was_pruned():
     with pytest.raises(ValueError, match="no pruning wrappers"):
         strip_pruning(build_lstm(VOCAB, units=8, num_layers=1, flavour="tf_keras"))
 
+
+
+def test_the_padding_mask_survives_pruning_and_stripping(flavour):
+    import zoo
+
+    example = zoo.build("masked_stack", flavour)
+    pruned = prune(example.model, sparsity=0.5, frequency=1)
+    assert zoo.padding_sensitivity(pruned, example.x) == 0.0  # tfmot's wrapper dropped the Embedding's mask
+    np.testing.assert_allclose(pruned.predict(example.x, verbose=0), example.model.predict(example.x, verbose=0), atol=1e-6)
+    pruned.fit(example.x, example.y, batch_size=4, epochs=1, verbose=0)
+    stripped = strip_pruning(pruned)
+    assert zoo.padding_sensitivity(stripped, example.x) == 0.0
+    np.testing.assert_allclose(stripped.predict(example.x, verbose=0), pruned.predict(example.x, verbose=0), atol=1e-6)

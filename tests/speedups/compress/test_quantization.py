@@ -90,3 +90,15 @@ def test_quantize_trains_a_gru_model_and_exports_it():
     assert np.isfinite(history.history["loss"]).all()
     assert LiteRTModel(to_tflite(qat, "dynamic")).predict(x[:3]).shape == (3, SEQ, VOCAB)
 
+
+
+def test_the_padding_mask_reaches_every_layer_of_the_quantization_aware_model(flavour, tmp_path):
+    import zoo
+
+    from fastnlp.core import flavour as flavours
+
+    example = zoo.build("masked_stack", flavour)
+    aware = quantize(example.model)
+    assert zoo.padding_sensitivity(aware, example.x) == 0.0  # a wrapped LSTM passed no mask to the next one
+    aware.save(tmp_path / "aware.h5")
+    assert zoo.padding_sensitivity(flavours.load_model(str(tmp_path / "aware.h5"), "tf_keras"), example.x) == 0.0

@@ -1,0 +1,47 @@
+"""rebuild: what a copy keeps of the user's model (compile objects, preprocessing layers) and what it refuses up front."""
+
+import numpy as np
+import pytest
+import zoo
+
+from fastnlp.core import flavour as flavours
+from fastnlp.core.rebuild import rebuild
+
+
+def test_a_loss_subclass_with_its_own_init_is_reused_as_it_is(flavour):
+    example = zoo.build("tagger_with_loss_subclass", flavour)
+    copy = rebuild(example.model)  # Keras re-created it from its config: "unexpected keyword argument 'reduction'"
+    assert flavours.compile_arguments(copy)["loss"] is flavours.compile_arguments(example.model)["loss"]
+    history = copy.fit(example.x, example.y, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_a_metric_is_a_fresh_copy_where_its_config_allows(flavour):
+    k = flavours.keras_module(flavour)
+    example = zoo.build("char_lstm", flavour)
+    accuracy = k.metrics.SparseCategoricalAccuracy(name="acc")
+    example.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[accuracy])
+    metrics = flavours.compile_arguments(rebuild(example.model))["metrics"]
+    assert metrics[0] is not accuracy and type(metrics[0]) is type(accuracy)
+
+
+@pytest.mark.parametrize("family", ["string_lstm_classifier", "custom_standardize_classifier", "nested_vectorizer_conv1d"])
+def test_preprocessing_layers_are_carried_over_as_they_are(flavour, family):
+    example = zoo.build(family, flavour)
+    copy = rebuild(example.model)  # an adapted vocabulary ("Table not initialized") and a custom standardize came apart
+    np.testing.assert_allclose(copy.predict(example.x, verbose=0), example.model.predict(example.x, verbose=0), atol=1e-6)
+    vectorizers = [layer for layer in flavours.leaf_layers(copy) if flavours.is_preprocessing(layer)]
+    assert vectorizers and all(layer in flavours.leaf_layers(example.model) for layer in vectorizers)
+
+
+def test_a_layer_that_its_config_cannot_re_create_is_refused_by_name(flavour):
+    example = zoo.build("custom_layer_without_config", flavour)
+    scale = next(layer for layer in example.model.layers if type(layer).__name__ == "Scale")
+    with pytest.raises(TypeError, match=rf"layer '{scale.name}' \(Scale\) cannot be re-created from its config.*get_config"):
+        rebuild(example.model)
+
+
+def test_custom_layers_with_get_config_are_rebuilt(flavour):
+    example = zoo.build("transformer_custom_layers", flavour)
+    copy = rebuild(example.model)
+    np.testing.assert_allclose(copy.predict(example.x, verbose=0), example.model.predict(example.x, verbose=0), atol=1e-6)
