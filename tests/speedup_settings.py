@@ -48,6 +48,7 @@ class Settings:
     bad_calls: tuple[BadCall, ...] = ()
     example: Callable[[str], Example] = tiny_char_lm
     save_suffix: str = ".keras"  # the file format its results save to and load from
+    atol: float = 1e-5  # how far the result's outputs may be from the input's (its math contract)
 
 
 MODEL_TRANSFORMS: dict[str, Settings] = {
@@ -55,6 +56,7 @@ MODEL_TRANSFORMS: dict[str, Settings] = {
     "hoist_lstm_projection": Settings(bad_calls=(BadCall({"units": 3}, TypeError, "unexpected keyword"),)),
     "enable_mixed_precision": Settings(
         try_kwargs={"policy": "mixed_bfloat16"},
+        atol=5e-2,
         bad_calls=(
             BadCall({"policy": "float8"}, ValueError, "policy must be one of"),
             BadCall({"policy": None}, ValueError, "policy must be one of"),
@@ -69,7 +71,7 @@ MODEL_TRANSFORMS: dict[str, Settings] = {
             BadCall({"layer_names": ["nope"]}, ValueError, "no prunable layer named 'nope'"),
         ),
     ),
-    "quantize": Settings(save_suffix=".h5"),
+    "quantize": Settings(save_suffix=".h5", atol=5e-2),
     "distribute": Settings(
         try_kwargs={"strategy": "mirrored"},
         bad_calls=(

@@ -198,10 +198,23 @@ def lowercase_only(text: Any) -> Any:
     return tf.strings.lower(text)
 
 
+_REGISTERED: dict[tuple[str, str], Any] = {}
+
+
+def _registered(k: ModuleType, obj: Any) -> Any:
+    """``obj`` registered for loading in ``k``'s serialization, as Keras's guide tells users to (once per
+    flavour and name: the first one registered is kept, as tf_keras refuses a second)."""
+    key = (k.__name__, obj.__name__)
+    if key not in _REGISTERED:
+        register = k.saving.register_keras_serializable if k.__name__ == "keras" else k.utils.register_keras_serializable
+        _REGISTERED[key] = register(package="zoo")(obj)
+    return _REGISTERED[key]
+
+
 def custom_standardize_classifier(k: ModuleType, rng: np.random.Generator) -> ZooModel:
     """An adapted ``TextVectorization`` with a custom ``standardize`` function, then an LSTM."""
     inputs = k.Input((1,), dtype="string")
-    x = _vectorizer(k, rng, standardize=lowercase_only)(inputs)
+    x = _vectorizer(k, rng, standardize=_registered(k, lowercase_only))(inputs)
     x = k.layers.LSTM(UNITS)(k.layers.Embedding(VOCAB, 8)(x))
     model = _compile(k.Model(inputs, k.layers.Dense(2, activation="softmax")(x)), k)
     return ZooModel("custom_standardize_classifier", model, _string_batch(rng), _classes(rng))
@@ -276,21 +289,12 @@ def _transformer_layers(k: ModuleType) -> tuple[type, type]:
         def get_config(self):
             return {**super().get_config(), "embed_dim": self.embed_dim, "num_heads": self.num_heads, "ff_dim": self.ff_dim}
 
-    register = k.saving.register_keras_serializable if hasattr(k, "saving") and hasattr(k.saving, "register_keras_serializable") else k.utils.register_keras_serializable
-    return (
-        register(package="zoo")(TokenAndPositionEmbedding),
-        register(package="zoo")(TransformerBlock),
-    )
-
-
-_CUSTOM: dict[str, tuple[type, type]] = {}
+    return _registered(k, TokenAndPositionEmbedding), _registered(k, TransformerBlock)
 
 
 def transformer_custom_layers(k: ModuleType, rng: np.random.Generator) -> ZooModel:
     """Keras's transformer text classifier: custom embedding and block layers with ``get_config``."""
-    if k.__name__ not in _CUSTOM:
-        _CUSTOM[k.__name__] = _transformer_layers(k)
-    embedding, block = _CUSTOM[k.__name__]
+    embedding, block = _transformer_layers(k)
     inputs = k.Input((LENGTH,), dtype="int32")
     x = embedding(LENGTH, VOCAB, 8)(inputs)
     x = block(8, 2, 8)(x)
@@ -347,7 +351,11 @@ def _loss_with_own_init(k: ModuleType) -> Any:
         def call(self, y_true, y_pred):
             return self.inner(y_true, y_pred)
 
-    return MaskedTokenLoss()
+        @classmethod
+        def from_config(cls, config):  # its __init__ takes nothing: what a loader calls
+            return cls()
+
+    return _registered(k, MaskedTokenLoss)()
 
 
 def tagger_with_loss_subclass(k: ModuleType, rng: np.random.Generator) -> ZooModel:
@@ -406,13 +414,13 @@ def padding_sensitivity(model: Any, x: Any) -> float:
     after): 0.0 where the padding mask reaches every layer, more where padding leaks into the result."""
     embeddings = [layer for layer in _leaves(model) if type(getattr(layer, "layer", layer)).__name__ == "Embedding"]
     saved = [layer.get_weights() for layer in embeddings]
-    before = _flat_outputs(model, x)
+    before = outputs(model, x)
     for layer, weights in zip(embeddings, saved):
         table = next(i for i, weight in enumerate(weights) if weight.ndim == 2)
         moved = [weight.copy() for weight in weights]
         moved[table][0] += 5.0
         layer.set_weights(moved)
-    after = _flat_outputs(model, x)
+    after = outputs(model, x)
     for layer, weights in zip(embeddings, saved):
         layer.set_weights(weights)
     return max(float(np.abs(a - b).max()) for a, b in zip(before, after))
@@ -425,7 +433,8 @@ def _leaves(model: Any) -> list:
     return found
 
 
-def _flat_outputs(model: Any, x: Any) -> list[np.ndarray]:
-    outputs = model.predict(x, verbose=0)
-    return [np.asarray(output, "float64") for output in (outputs if isinstance(outputs, list) else [outputs])]
+def outputs(model: Any, x: Any) -> list[np.ndarray]:
+    """``model``'s outputs on ``x`` as a list of float64 arrays (one per model output)."""
+    predicted = model(x, training=False)  # a direct call: predict() traces a function per model
+    return [np.asarray(output, "float64") for output in (predicted if isinstance(predicted, (list, tuple)) else [predicted])]
 

@@ -35,7 +35,8 @@ def use_xla(model: Any) -> Applied:
         A new model of the same flavour, compiled as ``model`` was plus ``jit_compile=True``.
 
     Raises:
-        ValueError: ``model`` is not compiled (``jit_compile`` is a compile option).
+        ValueError: ``model`` is not compiled (``jit_compile`` is a compile option), or holds a preprocessing
+            layer such as ``TextVectorization`` (XLA compiles no string operations; the layer is named).
         TypeError: ``model`` is not a Sequential or functional Keras model.
 
     Examples:
@@ -47,6 +48,13 @@ def use_xla(model: Any) -> Applied:
         >>> xla.get_compile_config()["jit_compile"]
         True
     """
+    for layer in flavour.leaf_layers(model):
+        if flavour.is_preprocessing(layer):
+            raise ValueError(
+                f"use_xla: layer {layer.name!r} ({type(layer).__name__}) works on strings or lookup tables, which XLA "
+                f"cannot compile; vectorize in the tf.data pipeline (dataset.map(vectorizer)) and apply use_xla to the "
+                f"model that takes the ids"
+            )
     result = _recompiled(model, "use_xla", jit_compile=True)
     if not hardware.has_gpu():
         warnings.warn(

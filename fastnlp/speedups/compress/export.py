@@ -198,7 +198,8 @@ def _check_int8_exportable(model: Any) -> None:
 
     Only an unmasked LSTM becomes a fused op; any other recurrent layer is exported as a loop of
     small ops, and calibrating that loop crashed the whole process (measured with TF 2.21: exit 139
-    for GRU and SimpleRNN in both flavours; for a masked LSTM too). Bidirectional LSTMs fuse.
+    for GRU and SimpleRNN in both flavours; for a masked LSTM too, and for an LSTM with
+    ``return_state=True``). Bidirectional LSTMs fuse.
     """
     keras = flavours.keras_module(flavours.detect(model))
     for recurrent, masked in recurrent_layers(model, of=("RNN",)):
@@ -207,6 +208,12 @@ def _check_int8_exportable(model: Any) -> None:
                 f"quantization='int8' cannot export layer {recurrent.name!r} ({type(recurrent).__name__}): the converter "
                 f"has no fused op for it, and calibrating its loop crashes the process. Use 'dynamic' (int8 weights, "
                 f"float activations), which exports it"
+            )
+        if recurrent.return_state:
+            raise ValueError(
+                f"quantization='int8' cannot export layer {recurrent.name!r}: it returns its states "
+                f"(return_state=True), and calibrating an LSTM whose states leave it crashes the converter "
+                f"(measured: exit 139). Use 'dynamic' (int8 weights, float activations)"
             )
         if masked is not None:
             raise ValueError(

@@ -119,6 +119,26 @@ for K in (keras, tf_keras):
     ] * 2
 
 
+def test_int8_of_an_lstm_that_returns_its_states_is_refused_not_a_crash():
+    from conftest import run_isolated
+
+    # it crashed the interpreter (exit 139) in both flavours: run it apart
+    out = run_isolated("""
+import warnings, numpy as np, keras, tf_keras
+warnings.simplefilter("ignore")
+from fastnlp import to_tflite
+x = np.random.default_rng(0).integers(0, 20, (16, 6)).astype("int32")
+for K in (keras, tf_keras):
+    inputs = K.Input((6,), dtype="int32")
+    _, h, c = K.layers.LSTM(8, return_state=True, name="encoder")(K.layers.Embedding(20, 8)(inputs))
+    try:
+        to_tflite(K.Model(inputs, K.layers.Dense(3)(h)), "int8", representative_data=x)
+    except ValueError as error:
+        print("refused:", str(error).split(":")[0])
+""")
+    assert out.split("\n")[:2] == ["refused: quantization='int8' cannot export layer 'encoder'"] * 2
+
+
 @pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
 def test_bidirectional_and_branched_models_export_and_match_keras(flavour):
     keras_ = flavours.keras_module(flavour)

@@ -1,0 +1,89 @@
+"""Every registered transform on every zoo model: it works, keeping its contract, or refuses up front, clearly.
+
+Works: the input is untouched, the result computes what the input did (within the transform's
+tolerance), fits two steps, and saves and loads with its lineage. Refuses: a ``TypeError`` or
+``ValueError`` raised by fastnlp before any work, naming a layer of the model or the model's class.
+With ``FASTNLP_ZOO_RECORD=FILE`` each outcome is appended to FILE as a JSON line, from which
+``tests/zoo_matrix.py`` writes docs/your-model.md.
+"""
+
+import json
+import os
+import traceback
+import warnings
+
+import numpy as np
+import pytest
+import zoo
+from speedup_settings import settings_for
+
+from fastnlp import NoEffectWarning, applied_speedups, load_checkpoint
+from fastnlp.core import flavour as flavours
+from fastnlp.core.rebuild import wrapped_layers
+from fastnlp.speedups import catalog
+
+TRANSFORMS = catalog.transforms()
+CASES = [(transform, family, flavour) for transform in TRANSFORMS for family, flavour in zoo.cases()]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning"),
+    pytest.mark.filterwarnings("ignore::fastnlp.FlavourWarning"),
+]
+
+
+def record(transform, family, flavour, outcome, detail=""):
+    path = os.environ.get("FASTNLP_ZOO_RECORD")
+    if path:
+        line = json.dumps({"transform": transform.name, "family": family, "flavour": flavour, "outcome": outcome, "detail": detail})
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(line + "\n")
+
+
+def assert_clear_refusal(error, model):
+    frames = traceback.extract_tb(error.__traceback__)
+    raised_in = frames[-1].filename
+    assert f"{os.sep}fastnlp{os.sep}" in raised_in and f"{os.sep}site-packages{os.sep}" not in raised_in.split("fastnlp")[0][-15:], (
+        f"an error from inside {raised_in}, not a refusal of fastnlp's: {error}"
+    )
+    layers = flavours.leaf_layers(model) if hasattr(model, "layers") else []
+    names = [layer.name for layer in layers] + [inner.name for layer in layers for _, inner in wrapped_layers(layer)]
+    message = str(error)
+    named = any(name in message for name in names) or type(model).__qualname__ in message or "model" in message
+    assert named, f"the refusal names neither a layer nor the model: {message}"
+
+
+@pytest.mark.parametrize(
+    ("transform", "family", "flavour"), CASES, ids=[f"{t.name}-{family}-{flavour}" for t, family, flavour in CASES]
+)
+def test_a_transform_works_on_the_zoo_model_or_refuses_up_front(transform, family, flavour, tmp_path):
+    settings = settings_for(transform.name)
+    example = zoo.build(family, flavour)
+    expected = zoo.outputs(example.model, example.x)
+    weights = [w.copy() for w in example.model.get_weights()]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = transform.func(example.model, **settings.try_kwargs)
+    except (TypeError, ValueError) as error:
+        assert_clear_refusal(error, example.model)
+        record(transform, family, flavour, "refused", str(error))
+        return
+
+    for before, after in zip(weights, example.model.get_weights(), strict=True):  # the input is untouched
+        np.testing.assert_array_equal(before, after)
+    for got, want in zip(zoo.outputs(result, example.x), expected, strict=True):  # and the copy computes the same
+        np.testing.assert_allclose(got, want, rtol=0, atol=settings.atol)
+    history = result.fit(example.x, example.y, batch_size=zoo.BATCH // 2, epochs=1, verbose=0)
+    assert int(result.optimizer.iterations.numpy()) == 2 and np.isfinite(history.history["loss"]).all()
+
+    path = str(tmp_path / f"model{settings.save_suffix}")
+    result.save(path)
+    loaded = load_checkpoint(path) if path.endswith(".keras") else flavours.load_model(path, flavours.detect(result))
+    for got, want in zip(zoo.outputs(loaded, example.x), zoo.outputs(result, example.x), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    entry = applied_speedups(result)[-1]
+    assert entry.startswith(transform.name)
+    if path.endswith(".keras"):
+        assert applied_speedups(loaded) == applied_speedups(result)
+    no_effect = [str(w.message) for w in caught if issubclass(w.category, NoEffectWarning)]
+    assert bool(no_effect) == entry.endswith(": no effect")  # said, and recorded, alike
+    record(transform, family, flavour, "no effect" if no_effect else "works", no_effect[0] if no_effect else entry)
