@@ -55,9 +55,13 @@ def learning_rate_budget(
     where training stands (other callbacks may read them), and after ``fit`` the optimizer holds
     the peak again.
 
+    The callback schedules the optimizer of the model it is fitted with (a copy a speedup made of
+    ``model`` too) and counts optimizer steps, so ``steps_per_execution`` does not stretch a budget of
+    steps.
+
     Args:
-        model: the compiled Keras 3 or tf_keras model it will train (its optimizer's learning rate
-            must be a number, not a schedule).
+        model: the compiled Keras 3 or tf_keras model it will train, or one compiled alike (its
+            optimizer's learning rate must be a number, not a schedule).
         seconds: training seconds in the budget.
         steps: training steps in the budget.
         warmup_fraction: share of the budget spent warming up, in ``[0, 1)``.
@@ -89,43 +93,59 @@ def learning_rate_budget(
     check_fraction("warmup_fraction", warmup_fraction)
     check_fraction("final_fraction", final_fraction, include_one=True)
     flavours.require_compiled(model, "learning_rate_budget sets the optimizer's learning rate")
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    if not hasattr(optimizer.learning_rate, "assign"):
-        raise ValueError(
-            "learning_rate_budget sets the learning rate step by step; compile the model with a number as the "
-            f"learning rate, not a schedule ({type(optimizer.learning_rate).__name__})"
-        )
-    peak = float(optimizer.learning_rate.numpy())
+    _check_numeric_learning_rate(model)
 
     class LearningRateBudget(flavours.callback_base(flavours.detect(model))):
-        """Warm-up and decay of the learning rate over a budget of seconds or steps; stops ``fit`` at its end."""
+        """Warm-up and decay of the learning rate over a budget of seconds or steps; stops ``fit`` at its end.
+
+        It acts on the model it is fitted with (``self.model``), and counts optimizer steps, so
+        ``steps_per_execution`` and a transformed copy of ``model`` are budgeted alike.
+        """
 
         def __init__(self) -> None:
             super().__init__()
             self.elapsed_s, self.steps_done = 0.0, 0
+            self._peak = None
 
         @property
         def progress(self) -> float:
             """How much of the budget is used, 0 to 1."""
             return max(self.elapsed_s / seconds if seconds else 0.0, self.steps_done / steps if steps else 0.0)
 
+        def _optimizer(self) -> Any:
+            return getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+
         def _set(self) -> None:
-            optimizer.learning_rate.assign(peak * warmup_decay_factor(self.progress, warmup_fraction, final_fraction))
+            self._optimizer().learning_rate.assign(self._peak * warmup_decay_factor(self.progress, warmup_fraction, final_fraction))
 
         def on_train_begin(self, logs=None):
+            _check_numeric_learning_rate(self.model)
+            self._peak = float(self._optimizer().learning_rate.numpy())
             self._set()
 
         def on_train_batch_begin(self, batch, logs=None):
             self._started = time.perf_counter()
+            self._iterations = int(self._optimizer().iterations.numpy())
 
         def on_train_batch_end(self, batch, logs=None):
             self.elapsed_s += time.perf_counter() - self._started
-            self.steps_done += 1
+            self.steps_done += max(int(self._optimizer().iterations.numpy()) - self._iterations, 1)
             if self.progress >= 1:
                 self.model.stop_training = True
             self._set()
 
         def on_train_end(self, logs=None):
-            optimizer.learning_rate.assign(peak)
+            self._optimizer().learning_rate.assign(self._peak)
 
     return LearningRateBudget()
+
+
+def _check_numeric_learning_rate(model: Any) -> None:
+    """``ValueError`` when ``model``'s optimizer takes its learning rate from a schedule (both flavours)."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    scheduled = isinstance(optimizer.get_config().get("learning_rate"), dict)  # a schedule serializes as a dict
+    if scheduled or not hasattr(optimizer.learning_rate, "assign"):
+        raise ValueError(
+            "learning_rate_budget sets the learning rate step by step; compile the model with a number as the "
+            f"learning rate, not a schedule ({type(getattr(optimizer, '_learning_rate', optimizer.learning_rate)).__name__})"
+        )

@@ -157,3 +157,39 @@ def test_train_command_refuses_bad_arguments_before_training(tmp_path, capsys, a
         code = exit_.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_learning_rate_budget_refuses_a_tf_keras_schedule_too():
+    import tf_keras
+
+    model = build_lstm(10, units=4, num_layers=1, flavour="tf_keras")
+    schedule = tf_keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)
+    model.compile(optimizer=tf_keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="not a schedule"):  # it was accepted, and the schedule silently won
+        learning_rate_budget(model, steps=5)
+
+
+def test_learning_rate_budget_schedules_the_model_it_is_fitted_with(flavour):
+    from fastnlp import set_steps_per_execution
+
+    model = build_lstm(10, units=4, num_layers=1, learning_rate=0.02, flavour=flavour)
+    copy = set_steps_per_execution(model, steps=1)  # a transformed copy, its own optimizer
+    budget = learning_rate_budget(model, steps=4, warmup_fraction=0.0, final_fraction=0.1)
+    seen = []
+    record = type(budget).__mro__[1]()
+    record.on_train_batch_begin = lambda batch, logs=None: seen.append(float(copy.optimizer.learning_rate.numpy()))
+    x = np.zeros((16, 5), "int32")
+    copy.fit(x, x, batch_size=2, epochs=5, callbacks=[budget, record], verbose=0)
+    assert seen[0] == pytest.approx(0.02) and seen[-1] < 0.02 * 0.5  # the copy's rate decays
+    assert budget.steps_done == 4 and int(copy.optimizer.iterations.numpy()) == 4
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.02)  # the original's is left alone
+
+
+def test_learning_rate_budget_counts_optimizer_steps_under_steps_per_execution(flavour):
+    from fastnlp import set_steps_per_execution
+
+    model = set_steps_per_execution(build_lstm(10, units=4, num_layers=1, flavour=flavour), steps=4)
+    budget = learning_rate_budget(model, steps=8)
+    x = np.zeros((64, 5), "int32")
+    model.fit(x, x, batch_size=2, epochs=10, callbacks=[budget], verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 8 and budget.steps_done == 8  # it ran 32
