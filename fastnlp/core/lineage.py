@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -80,7 +81,12 @@ class Lineage:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ValueError(f"not a fastnlp lineage record (format {_FORMAT}): {text[:80]!r}")
-        return cls(tuple(str(entry) for entry in data.get("applied", ())), data.get("origin_flavour"))
+        applied, origin = data.get("applied", []), data.get("origin_flavour")
+        if not isinstance(applied, list) or not all(isinstance(entry, str) for entry in applied):
+            raise ValueError(f"a lineage record's 'applied' must be a list of strings, got {applied!r:.80}")
+        if origin is not None and origin not in flavours.FLAVOURS:
+            raise ValueError(f"a lineage record's 'origin_flavour' must be one of {flavours.FLAVOURS}, got {origin!r:.80}")
+        return cls(tuple(applied), origin)
 
 
 def lineage_of(model: Any) -> Lineage:
@@ -144,14 +150,31 @@ def applied_speedups(model: Any) -> tuple[str, ...]:
     return lineage_of(model).applied
 
 
+#: The largest lineage record read back; a real one is a few hundred bytes.
+MAX_RECORD_BYTES = 2**20
+
+
 def saved_lineage(path: str | os.PathLike) -> Lineage | None:
-    """The lineage saved in the ``.keras`` archive at ``path`` (``None``: none, or not an archive)."""
+    """The lineage saved in the ``.keras`` archive at ``path`` (``None``: none, or not an archive).
+
+    A record that is damaged, not a lineage, or larger than :data:`MAX_RECORD_BYTES` (however small it
+    is compressed) is not read: a warning names the file, and the model loads without its lineage.
+    """
+    member = f"assets/{ATTRIBUTE}/{_FILE}"
     try:
         with zipfile.ZipFile(path) as archive:
-            text = archive.read(f"assets/{ATTRIBUTE}/{_FILE}").decode("utf-8")
+            if archive.getinfo(member).file_size > MAX_RECORD_BYTES:
+                raise ValueError(f"its lineage record claims {archive.getinfo(member).file_size} bytes (at most {MAX_RECORD_BYTES})")
+            with archive.open(member) as record_file:
+                raw = record_file.read(MAX_RECORD_BYTES + 1)
+            if len(raw) > MAX_RECORD_BYTES:
+                raise ValueError(f"its lineage record is over {MAX_RECORD_BYTES} bytes")
+        return Lineage.from_json(raw.decode("utf-8"))
     except (KeyError, OSError, zipfile.BadZipFile):
         return None
-    return Lineage.from_json(text)
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
+        warnings.warn(f"{os.fspath(path)}: loaded without fastnlp's lineage record: {error}", UserWarning, stacklevel=3)
+        return None
 
 
 @functools.cache

@@ -103,3 +103,43 @@ def test_lineage_json_round_trip_and_bad_records():
 def test_applied_speedups_refuses_what_is_no_model():
     with pytest.raises(TypeError, match="applied_speedups expects a Keras model, got NoneType"):
         applied_speedups(None)
+
+
+def _with_lineage_member(source, target, content: bytes):
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for item in old.infolist():
+            if not item.filename.endswith("lineage.json"):
+                new.writestr(item, old.read(item.filename))
+        new.writestr("assets/fastnlp_lineage/lineage.json", content)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"format": 1, "applied": "use_xla", "origin_flavour": "keras"}', "must be a list of strings"),  # read as 'u', 's', ...
+        (b'{"format": 1, "applied": [], "origin_flavour": "torch"}', "origin_flavour"),
+        (b"\xff\xfe not json", "codec"),
+        (b" " * (2**20 + 10) + b"{}", "over|claims"),  # inflated: it was read whole (300 MB -> 1.37 GB peak)
+    ],
+)
+def test_a_bad_lineage_record_is_not_read_and_the_model_still_loads(tmp_path, content, message):
+    from fastnlp import applied_speedups, load_checkpoint, use_xla
+
+    with pytest.warns(UserWarning):  # no GPU: XLA may be slower here
+        model = use_xla(_compiled_tf_keras())
+    model.save(tmp_path / "good.keras")
+    _with_lineage_member(tmp_path / "good.keras", tmp_path / "bad.keras", content)
+    with pytest.warns(UserWarning, match=f"loaded without fastnlp's lineage record.*({message})"):
+        loaded = load_checkpoint(tmp_path / "bad.keras")
+    assert applied_speedups(loaded) == ()
+    assert loaded.count_params() == model.count_params()
+
+
+def _compiled_tf_keras():
+    import tf_keras
+
+    model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
