@@ -134,6 +134,9 @@ def text_classification_dataset(
     vocabulary = tuple(checked_list("vocabulary", vocabulary, str, "a list of tokens")) if vocabulary is not None else _build_vocabulary(tokens, max_tokens)
     if len(vocabulary) < 2 or vocabulary[0] != PADDING or vocabulary[1] != UNKNOWN:
         raise ValueError(f"vocabulary must start with {PADDING!r} (padding) and {UNKNOWN!r} (unknown)")
+    repeated = sorted(token for token, count in collections.Counter(vocabulary).items() if count > 1)
+    if repeated:  # a token listed twice has two ids, and every text uses only the later one
+        raise ValueError(f"vocabulary lists tokens more than once: {repeated[:10]}; give each token once")
     ids = _ids(tokens, vocabulary, max_length)
     lengths = np.array([len(row) for row in ids])
     boundaries = (

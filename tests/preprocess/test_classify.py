@@ -111,3 +111,10 @@ def test_sst2_saves_most_of_the_padding():
     rows = [line.rsplit("\t", 1) for line in shared_corpus("sst2/train.tsv").read_text(encoding="utf-8").splitlines()]
     data = text_classification_dataset([text for text, _ in rows], [int(label) for _, label in rows], batch_size=64)
     assert data.padding.saved_fraction > 0.5
+
+
+def test_a_token_listed_twice_in_the_vocabulary_is_refused():
+    from fastnlp import text_classification_dataset
+
+    with pytest.raises(ValueError, match=r"vocabulary lists tokens more than once: \['film'\]"):
+        text_classification_dataset(["a good film"], [1], vocabulary=["", "[UNK]", "film", "good", "film"])
