@@ -292,6 +292,19 @@ def plot_results(record: dict[str, Any], path: str) -> None:
     save_figure(figure, path, dpi=100)
 
 
+def check_docs_page(page: str) -> None:
+    """``ValueError`` unless ``page`` can be read and holds the bench markers (checked before any measuring)."""
+    try:
+        with open(page, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read --docs {page!r}: {getattr(error, 'strerror', None) or error}") from None
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{page} has no {BEGIN} ... {END} section to regenerate")
+    if not os.access(page, os.W_OK):
+        raise ValueError(f"cannot write --docs {page!r}")
+
+
 def update_docs(record: dict[str, Any], page: str) -> None:
     """Replace the text between the bench markers of ``page`` with :func:`render_markdown` of ``record``.
 

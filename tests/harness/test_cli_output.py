@@ -80,12 +80,32 @@ def refusal(capsys, *arguments):
 def test_bad_command_arguments_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
     import fastnlp.harness.demo
 
-    monkeypatch.setattr(fastnlp.harness.demo, "run_demo", lambda *a, **k: pytest.fail("trained before refusing"))
+    import fastnlp.harness.bench
+    import fastnlp.recipes.training
+
+    for module, name in ((fastnlp.harness.demo, "run_demo"), (fastnlp.harness.bench, "run_bench"), (fastnlp.recipes.training, "train_char_lm")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("trained before refusing"))
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     binary = tmp_path / "binary.bin"
     binary.write_bytes(bytes(range(256)) * 4)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 50, encoding="utf-8")
+    earlier, folder_in_the_way = tmp_path / "earlier", tmp_path / "odd"
+    (earlier / "model.keras").parent.mkdir()
+    (earlier / "model.keras").write_bytes(b"an earlier run's model")
+    (earlier / "results.json").write_text("{}")
+    (folder_in_the_way / "model.keras").mkdir(parents=True)
+    page = tmp_path / "page.md"
+    page.write_text("# no bench section here\n")
     cases = [
+        (("train", str(corpus), "--budget", "1e300"), "argument --budget: must be at most 31536000 seconds"),
+        (("train", str(corpus), "--budget", "3", "--out", str(earlier)), "already holds model.keras from an earlier run; pass --overwrite"),
+        (("train", str(corpus), "--budget", "3", "--out", str(folder_in_the_way)), "model.keras' : it is a folder".replace("' :", "':")),
+        (("demo", "--out", str(earlier)), "already holds results.json from an earlier run"),
+        (("bench", "--docs", str(page), "--out", str(tmp_path / "b")), "has no <!-- bench:begin"),
+        (("bench", "--docs", str(tmp_path / "missing.md"), "--out", str(tmp_path / "b")), "cannot read --docs"),
+        (("launch", "--", "/no/such/bin"), "fastnlp launch: no such program '/no/such/bin'"),
         (("demo", "--out", str(blocker / "out")), "fastnlp demo: cannot create --out"),
         (("demo", "--max-chars", "0"), "argument --max-chars: must be a positive integer, got 0"),
         (("demo", "--budget", "-5"), "argument --budget: must be a positive, finite number of seconds"),

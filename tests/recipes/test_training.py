@@ -121,6 +121,8 @@ def test_train_char_lm_rejects_bad_input():
         train_char_lm("abc" * 20, budget_s=1, recipe=TINY)
     with pytest.raises(TypeError, match="text must be a str"):
         train_char_lm(b"abc", budget_s=1)
+    with pytest.raises(ValueError, match="only one distinct character"):  # it blamed vocab_size, never passed
+        train_char_lm("a" * 3000, budget_s=1, recipe=TINY)
 
 
 def test_train_command_writes_a_loadable_model_and_vocabulary(tmp_path, capsys):
@@ -193,3 +195,24 @@ def test_learning_rate_budget_counts_optimizer_steps_under_steps_per_execution(f
     x = np.zeros((64, 5), "int32")
     model.fit(x, x, batch_size=2, epochs=10, callbacks=[budget], verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 8 and budget.steps_done == 8  # it ran 32
+
+
+def test_a_large_vocabulary_is_scored_in_chunks():
+    class Uniform:
+        """A stand-in model over 100,000 characters that records the batches it is called on."""
+
+        output_shape = (None, None, 100_000)
+        batches: list = []
+
+        def __call__(self, ids, training=False):
+            self.batches.append(len(ids))
+            return np.full((*ids.shape, 100_000), 1e-5, "float32")
+
+    model = Uniform()
+    loss = char_lm_loss(model, np.arange(64 * 6 + 1) % 100_000)
+    assert loss == pytest.approx(math.log(100_000), rel=1e-4)
+    assert max(model.batches) * 64 * 100_000 <= 2**24 and sum(model.batches) == 6  # it asked for 512 windows at once: 13 GB
+
+
+def test_the_recipe_of_an_absurd_budget_is_the_largest_not_an_overflow():
+    assert choose_recipe(1e300, matmul_flops=68e9).units == 1024
