@@ -26,6 +26,8 @@ __all__ = ["best_checkpoint", "load_checkpoint", "save_atomically"]
 def save_atomically(model: Any, path: str | os.PathLike) -> None:
     """Save ``model`` to the ``.keras`` file ``path`` so that ``path`` is always either the old or the new model.
 
+    Where ``path`` is a symbolic link, the file it points to is replaced and the link kept.
+
     Examples:
         >>> import keras, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "best.keras")
@@ -34,6 +36,8 @@ def save_atomically(model: Any, path: str | os.PathLike) -> None:
         ['best.keras']
     """
     path = _keras_path(path)
+    if os.path.islink(path):  # replace the file the link names, not the link (its target kept the old model)
+        path = os.path.realpath(path)
     folder = os.path.dirname(path) or "."
     _remove_abandoned_partials(folder, os.path.basename(path)[:-6])
     temporary = os.path.join(folder, f".{os.path.basename(path)[:-6]}.{os.getpid()}.partial.keras")

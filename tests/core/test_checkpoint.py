@@ -139,3 +139,17 @@ def test_a_damaged_file_is_named_in_the_error(tmp_path):
         path.write_bytes(damaged)  # they gave a bare BadZipFile, KeyError or h5py error
         with pytest.raises(ValueError, match=f"{path}.*(not a readable .keras file|is damaged)"):
             load_checkpoint(path)
+
+
+def test_a_symlinked_path_replaces_the_file_the_link_names(tmp_path):
+    import keras
+
+    target, link = tmp_path / "store" / "best.keras", tmp_path / "best.keras"
+    target.parent.mkdir()
+    first = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    save_atomically(first, target)
+    link.symlink_to(target)
+    second = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    save_atomically(second, link)
+    assert link.is_symlink()  # the link was replaced by a file, and its target kept the old model
+    assert load_checkpoint(target).output_shape == (None, 2)
