@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"train": _train, "launch": _launch, "bench": _bench, "demo": _demo}
-    with quiet_command_output(args.verbose):  # before TensorFlow is imported
+    # before TensorFlow is imported; launch's workers keep their own log level, so --log-dir gets every line
+    with quiet_command_output(args.verbose, quiet_children=args.command != "launch"):
         return commands[args.command](args)
 
 

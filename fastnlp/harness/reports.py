@@ -48,19 +48,15 @@ def loss_figure(
 
 
 def new_figure(columns: int, size: tuple[float, float]) -> tuple[Any, Any]:
-    """A matplotlib figure of ``columns`` side-by-side axes, drawn off-screen (no display needed)."""
-    import matplotlib
+    """A matplotlib figure of ``columns`` side-by-side axes, drawn off-screen: made without pyplot, so the
+    user's backend and open figures are left as they are (no display needed)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(1, columns, figsize=size)
+    figure = Figure(figsize=size)
+    return figure, figure.subplots(1, columns)
 
 
 def save_figure(figure: Any, path: str, dpi: int = 110) -> None:
-    """Write ``figure`` to ``path`` as a PNG and free it."""
-    import matplotlib.pyplot as plt
-
+    """Write ``figure`` to ``path`` as a PNG."""
     figure.tight_layout()
     figure.savefig(path, dpi=dpi)
-    plt.close(figure)
