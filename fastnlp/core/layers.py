@@ -110,6 +110,11 @@ def _hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kerne
     """Batch-major LSTM over ``sequences`` (batch, time, features): ``(last_output, outputs, [h, c])``."""
     import tensorflow as tf
 
+    # Tensors, read now: a stateful layer's state variables are overwritten after the forward pass (its
+    # gradient read the new values), and tf_keras's mixed precision passes AutoCastVariables, which the
+    # custom gradient would take for variables of its own.
+    h0, c0, kernel, recurrent_kernel = (tf.convert_to_tensor(value) for value in (h0, c0, kernel, recurrent_kernel))
+    bias = None if bias is None else tf.convert_to_tensor(bias)
     if go_backwards:
         sequences = tf.reverse(sequences, axis=[1])
     time_major = tf.transpose(sequences, (1, 0, 2))  # one transpose of the narrow input, not of the 4x wider projection
@@ -188,8 +193,9 @@ def hoisted_lstm_class(flavour: str) -> type:
                 inputs, initial_state, _ = self._process_inputs(inputs, initial_state, None)
                 self.reset_dropout_mask()
                 dropout = self.get_dropout_mask_for_cell(inputs, training, count=4)
-                if dropout is not None:  # the stock fused path also applies one mask to every gate
-                    inputs = inputs * dropout[0][:, None, :]
+                if dropout is not None:  # the stock fused path also applies one mask (shaped like the inputs) to every gate
+                    mask_of_inputs = dropout[0]
+                    inputs = inputs * (mask_of_inputs if mask_of_inputs.shape.rank == 3 else mask_of_inputs[:, None, :])
                 cell = self.cell
                 last, outputs, states = _hoisted_lstm(
                     inputs, initial_state[0], initial_state[1], cell.kernel, cell.recurrent_kernel,
