@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import os
+import warnings
 import zipfile
 from collections.abc import Iterable
 
@@ -110,12 +111,16 @@ def _languages_in(where: str, archive: zipfile.ZipFile | None) -> list[str]:
 
 @functools.lru_cache(maxsize=32)
 def _load(language: str, paths: tuple[str, ...]) -> frozenset[str]:
-    where, archive = _corpus(paths)
-    if archive is None:
-        text = _read(where, None, language)
-    else:
-        with archive:
-            text = _read(where, archive, language)
+    """The words of ``language`` from the first corpus on ``paths``; ``ValueError`` naming a corpus that cannot be read."""
+    try:
+        where, archive = _corpus(paths)
+        if archive is None:
+            text = _read(where, None, language)
+        else:
+            with archive:
+                text = _read(where, archive, language)
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as error:
+        raise ValueError(f"NLTK's stopwords corpus on {list(paths)} cannot be read ({type(error).__name__}: {error})") from None
     return _words(text)
 
 
@@ -143,6 +148,8 @@ def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | N
     Raises:
         StopwordsNotFoundError: the corpus or that language is not installed (and fastnlp ships no
             copy of it); the message says how to install it.
+        ValueError: the corpus found cannot be read (a damaged zip, a file that is not UTF-8). For
+            English on NLTK's search path, a warning says so and the shipped list is used instead.
 
     Examples:
         >>> words = load_stopwords("english")  # works offline: installed NLTK data, else the shipped copy
@@ -157,11 +164,19 @@ def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | N
     """
     if not isinstance(language, str) or not language:
         raise TypeError(f"language must be the name of an NLTK stopword list such as 'english', got {language!r}")
-    if data_dir is not None or language not in _SHIPPED:
-        return _load(language, _search_paths(data_dir))
+    if data_dir is not None:
+        try:
+            return _load(language, _search_paths(data_dir))
+        except ValueError as damaged:
+            raise ValueError(f"data_dir {os.fspath(data_dir)!r}: {damaged}") from None
+    if language not in _SHIPPED:
+        return _load(language, _search_paths(None))
     try:
         return _load(language, _search_paths(None))
     except StopwordsNotFoundError:
+        return _load_shipped(language)
+    except ValueError as damaged:  # a broken download on NLTK's path must not break the default
+        warnings.warn(f"{damaged}; using the English list fastnlp ships", UserWarning, stacklevel=2)
         return _load_shipped(language)
 
 

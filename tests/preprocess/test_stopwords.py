@@ -114,3 +114,24 @@ def test_bad_stopwords_arguments():
 def test_importing_fastnlp_reads_no_nltk_data():
     code = "import sys, fastnlp, fastnlp.preprocess; print('nltk' in sys.modules, 'tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
+
+
+def test_a_broken_download_on_nltks_path_falls_back_to_the_shipped_list_with_a_warning(tmp_path, monkeypatch, no_download):
+    (tmp_path / "corpora").mkdir()
+    (tmp_path / "corpora" / "stopwords.zip").write_bytes(b"PK\x03\x04 cut short by a failed download")
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    with pytest.warns(UserWarning, match="cannot be read.*BadZipFile.*the English list fastnlp ships"):
+        assert clean_text("The 3 cats, and THE dog!") == "cats dog"  # it raised BadZipFile from the default
+
+
+@pytest.mark.parametrize(
+    "corpus",
+    [{"stopwords.zip": b"PK\x03\x04 not a zip"}, {"stopwords/english": b"the\n\xff\xfe\n"}],
+    ids=["corrupt-zip", "not-utf-8"],
+)
+def test_an_unreadable_corpus_in_data_dir_names_it(tmp_path, corpus, no_download):
+    for name, content in corpus.items():
+        (tmp_path / "corpora" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "corpora" / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"data_dir '{tmp_path}'.*cannot be read"):
+        load_stopwords("english", data_dir=tmp_path)
