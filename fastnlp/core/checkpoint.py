@@ -179,6 +179,16 @@ class _BestCheckpoint:
         self.best = math.inf  # sign * the best value seen
         self.warned = False
 
+    def set_model(self, model: Any) -> None:
+        made_for = "keras" if flavours.callback_base("keras") in type(self).__mro__ else "tf_keras"
+        fitted = flavours.detect(model)
+        if fitted != made_for:  # it failed deep inside the other flavour's fit
+            raise TypeError(
+                f"best_checkpoint was made for a {made_for} model and is fitted with a {fitted} model: make it with "
+                f"the model you fit, best_checkpoint(model, ...)"
+            )
+        super().set_model(model)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         value = logs.get(self.monitor)

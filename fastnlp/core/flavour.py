@@ -24,6 +24,7 @@ __all__ = [
     "Flavour",
     "callback_base",
     "check_rebuildable",
+    "compression_scope",
     "compile_arguments",
     "detect",
     "is_preprocessing",
@@ -160,9 +161,25 @@ def check_rebuildable(model: Any) -> None:
             f"({type(model).__qualname__}) does not allow; build it with keras.Sequential or the "
             f"functional API (keras.Model(inputs, outputs))"
         )
-    for layer in leaf_layers(model):
-        if not is_preprocessing(layer):
-            _check_recreatable(layer)
+    with compression_scope(model):
+        for layer in leaf_layers(model):
+            if not is_preprocessing(layer):
+                _check_recreatable(layer)
+
+
+def compression_scope(model: Any) -> Any:
+    """A custom-object scope that knows tfmot's wrappers where ``model`` holds them (else no scope): inside
+    it, their configs re-create them, as :func:`load_model` does for saved models."""
+    import contextlib
+
+    if not any(type(layer).__module__.startswith(_COMPRESSION_MODULES) for layer in leaf_layers(model)):
+        return contextlib.nullcontext()
+    from fastnlp.core.compression_objects import compression_objects
+
+    return keras_module(detect(model)).utils.custom_object_scope(compression_objects())
+
+
+_COMPRESSION_MODULES = ("tensorflow_model_optimization", "fastnlp.core.compression_objects")
 
 
 def is_preprocessing(layer: Any) -> bool:

@@ -97,6 +97,9 @@ def to_tflite(
         check_positive_int(seq_len=seq_len)
     if path is not None:  # not open(path): open(2, "wb") wrote the flatbuffer into stderr and closed it
         path = checked_path("path", path)
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ValueError(f"path {path!r}: its folder does not exist (the conversion would be lost after the work)")
+    flavours.check_rebuildable(model)  # a subclassed model is refused by name (it failed on model.inputs)
     if len(model.inputs) != 1:
         raise TypeError(f"to_tflite exports models with one input; {model.name!r} has {len(model.inputs)}")
     _check_stateless(model)
@@ -120,7 +123,7 @@ def to_tflite(
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
-        samples = list(_samples(representative_data, batch_size, calibration_samples, tf.as_dtype(spec.dtype).name))
+        samples = list(_samples(representative_data, batch_size, calibration_samples, tf.as_dtype(spec.dtype).name, tuple(signature.shape[1:])))
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     content = converter.convert()
@@ -305,7 +308,7 @@ def _within_layer(weight: Any) -> str:
     return weight.name.split("/", 1)[-1]
 
 
-def _samples(data: Any, batch_size: int, limit: int, dtype: str) -> Iterator[np.ndarray]:
+def _samples(data: Any, batch_size: int, limit: int, dtype: str, shape: tuple) -> Iterator[np.ndarray]:
     """Calibration inputs, ``batch_size`` samples at a time, ``limit`` samples in all."""
     import tensorflow as tf
 
@@ -316,6 +319,11 @@ def _samples(data: Any, batch_size: int, limit: int, dtype: str) -> Iterator[np.
     taken = [row for _, row in zip(range(max(limit, batch_size)), rows)]
     if len(taken) < batch_size:
         raise ValueError(f"representative_data has {len(taken)} samples; at least batch_size={batch_size} are needed")
+    wrong = next((row for row in taken if tuple(np.shape(row)) != shape), None)
+    if wrong is not None:
+        raise ValueError(f"representative_data: each sample must have the exported input's shape {shape}, got one of {np.shape(wrong)}")
+    if not all(np.issubdtype(np.asarray(row).dtype, np.number) or np.asarray(row).dtype == bool for row in taken[:1]):
+        raise ValueError(f"representative_data must be numbers (the model's {dtype} inputs), got {np.asarray(taken[0]).dtype}")
     for start in range(0, len(taken) - batch_size + 1, batch_size):
         yield np.stack(taken[start : start + batch_size]).astype(dtype)
 

@@ -24,6 +24,7 @@ tf_keras needs neither.
 from __future__ import annotations
 
 import numbers
+import os
 import types
 import warnings
 from typing import Any
@@ -96,6 +97,8 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
         raise TypeError(f"scale_learning_rate must be True or False, got {scale_learning_rate!r}")
     if backup_dir is not None:
         backup_dir = checked_path("backup_dir", backup_dir)
+        if os.path.exists(backup_dir) and not os.path.isdir(backup_dir):
+            raise ValueError(f"backup_dir {backup_dir!r} is a file; give a folder for the training state (it is made if absent)")
     if lineage_of(model).distribution is not None:
         raise ValueError("this model was made by distribute already; distribute the model you built instead")
     strategy = resolve_strategy(strategy)
