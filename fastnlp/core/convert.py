@@ -183,12 +183,22 @@ def _python_value(value: Any) -> Any:
 
 
 def _portable_compile_value(value: Any) -> Any:
-    """Losses and metrics by name, so either flavour resolves them."""
+    """Losses and metrics by name, so either flavour resolves them; plain functions as they are.
+
+    Raises:
+        TypeError: a loss or metric object of the user's own class, which the other flavour cannot know.
+    """
     if isinstance(value, (list, tuple)):
         return type(value)(_portable_compile_value(item) for item in value)
     if isinstance(value, dict) and "class_name" in value:
         return value.get("config", {}).get("name") or value["class_name"]
     if hasattr(value, "get_config"):
+        if type(value).__module__.split(".")[0] not in flavours.FLAVOURS:
+            raise TypeError(
+                f"the model is compiled with {type(value).__qualname__}, an object of the user's own class, which the "
+                f"other Keras flavour cannot re-create; compile it with a built-in loss or metric, or a plain function "
+                f"loss(y_true, y_pred), for this step"
+            )
         return value.get_config().get("name", type(value).__name__)
     return value
 

@@ -58,9 +58,17 @@ def enable_mixed_precision(model: Any, policy: str = "auto") -> Applied | NoEffe
     if reason:
         warnings.warn(f"enable_mixed_precision({chosen!r}): {reason}", SpeedupWarning, stacklevel=3)
 
+    custom = [layer.name for layer in flavour.leaf_layers(model) if _is_custom(layer)]
+    if custom:
+        warnings.warn(
+            f"enable_mixed_precision: kept {custom} in float32: a custom layer's own sub-layers take the global "
+            f"policy, not the one set on it (to run them mixed, call keras.mixed_precision.set_global_policy before "
+            f"building the model)", SpeedupWarning, stacklevel=3,
+        )
+
     def set_policy(layer: Any, config: dict, is_output: bool) -> dict:
         def one(layer: Any, config: dict) -> dict:  # a wrapper's layers (Bidirectional's LSTMs) take it too
-            if layer.dtype_policy.compute_dtype not in _REBUILT_DTYPES:
+            if layer.dtype_policy.compute_dtype not in _REBUILT_DTYPES or _is_custom(layer):
                 return config
             return {**config, "dtype": "float32" if is_output else chosen}
 
@@ -73,6 +81,11 @@ def enable_mixed_precision(model: Any, policy: str = "auto") -> Applied | NoEffe
             f"enable_mixed_precision(policy={chosen!r})",
         )
     return Applied(result, f"enable_mixed_precision(policy={chosen!r})")
+
+
+def _is_custom(layer: Any) -> bool:
+    """Whether ``layer`` is of a class of the user's own (neither Keras's nor fastnlp's)."""
+    return type(layer).__module__.split(".")[0] not in (*flavour.FLAVOURS, "fastnlp")
 
 
 def _computes_in(layer: Any, policy: str) -> bool:

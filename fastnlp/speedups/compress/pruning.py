@@ -35,7 +35,8 @@ __all__ = ["PRUNABLE_LAYERS", "SCHEDULES", "prune", "strip_pruning", "weight_spa
 #: Layer classes whose weights :func:`prune` prunes; the others listed in ``_PASSIVE_LAYERS`` stay as they are.
 PRUNABLE_LAYERS: tuple[str, ...] = ("Conv1D", "Dense", "Embedding", "GRU", "LSTM", "SimpleRNN")
 _PASSIVE_LAYERS: tuple[str, ...] = (
-    "Activation", "Dropout", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Reshape", "Softmax",
+    "Activation", "AveragePooling1D", "Dropout", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Masking",
+    "MaxPooling1D", "RepeatVector", "Reshape", "Softmax", "SpatialDropout1D",
 )
 SCHEDULES: tuple[str, ...] = ("constant", "polynomial")
 

@@ -23,9 +23,14 @@ __all__ = ["QUANTIZABLE_LAYERS", "quantize"]
 
 #: Layer classes :func:`quantize` accepts. Embedding stays float here (tfmot has no config for it);
 #: the int8 export quantizes its table.
-QUANTIZABLE_LAYERS: tuple[str, ...] = ("Activation", "Dense", "Dropout", "Embedding", "GRU", "LSTM")
+QUANTIZABLE_LAYERS: tuple[str, ...] = (
+    "Activation", "AveragePooling1D", "Dense", "Dropout", "Embedding", "GRU", "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D", "LSTM", "MaxPooling1D", "RepeatVector", "SpatialDropout1D",
+)
 _RECURRENT = ("GRU", "LSTM")
-_LEFT_FLOAT = ("Embedding",)
+#: accepted but not annotated: tfmot has no config for them (Embedding) or its registry does not know them
+#: (weightless layers that pass values through)
+_LEFT_FLOAT = ("Embedding", "MaxPooling1D", "RepeatVector")
 
 
 @speedup(stage="wrappers", conflicts=("enable_mixed_precision", "prune"), returns="tf_keras")
@@ -51,7 +56,8 @@ def quantize(model: Any) -> Applied:
 
     Raises:
         TypeError: not a Keras model, a subclassed model, or a layer of another class (named).
-        ValueError: ``model`` is not compiled, or has a non-float32 layer.
+        ValueError: ``model`` is not compiled, has a non-float32 layer, or an LSTM/GRU that takes or
+            returns states (tfmot's wrapper handles one input and one output; the layer is named).
 
     Examples:
         >>> import numpy as np
@@ -67,6 +73,13 @@ def quantize(model: Any) -> Applied:
 
     check_layers(model, QUANTIZABLE_LAYERS, "quantize")
     check_float32(model, "quantize")
+    for layer in model.layers:
+        if type(layer).__name__ in _RECURRENT and (_several(layer, "input") or _several(layer, "output")):
+            raise ValueError(
+                f"quantize cannot wrap layer {layer.name!r}: it takes initial states or returns its states, and tfmot's "
+                f"quantization wrapper handles one input and one output. Use to_tflite(model, 'dynamic') for int8 "
+                f"weights without quantization-aware training"
+            )
     flavours.require_compiled(model, "quantize recompiles the quantization-aware model as the input was")
     base = tf_keras_copy(model, "quantize")
     api = tfmot.quantization.keras
@@ -85,3 +98,9 @@ def quantize(model: Any) -> Applied:
         trained_aware = api.quantize_apply(annotated)
     compile_like(trained_aware, base)
     return Applied(trained_aware, "quantize(8-bit weights and outputs; LSTM/GRU via RecurrentQuantizeConfig)")
+
+
+def _several(layer: Any, end: str) -> bool:
+    """Whether ``layer`` is called on (``end="input"``) or returns (``"output"``) more than one tensor."""
+    tensors = getattr(layer, end)
+    return isinstance(tensors, (list, tuple)) and len(tensors) > 1

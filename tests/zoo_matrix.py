@@ -1,0 +1,70 @@
+"""Write docs/your-model.md, the zoo x transform matrix, from the outcomes a full zoo contract run recorded.
+
+    rm -f zoo.jsonl
+    FASTNLP_ZOO=full FASTNLP_ZOO_RECORD=zoo.jsonl python -m pytest -n 2 tests/speedups/test_zoo_contract.py
+    python tests/zoo_matrix.py zoo.jsonl docs/your-model.md
+
+Nothing on the page is typed by hand: the cells and reasons are the test run's own.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+
+import zoo
+
+MARK = {"works": "works", "no effect": "no effect", "refused": "refused"}
+
+
+def render(rows: list[dict]) -> str:
+    """The Markdown page for the recorded ``rows``."""
+    transforms = sorted({row["transform"] for row in rows})
+    outcome = {(row["family"], row["flavour"], row["transform"]): row for row in rows}
+    counts = collections.Counter(row["outcome"] for row in rows)
+    lines = [
+        "# Works with your model",
+        "",
+        "Every registered speedup, tried on every model of the test zoo (`tests/zoo.py`: small instances of the",
+        "shapes Keras's NLP examples teach, and of what users bring beside them), in Keras 3 and tf_keras. A cell",
+        "*works* when the input is untouched, the result computes what the input did, fits two steps and saves",
+        "and loads with its lineage; *no effect* when the speedup had nothing to change and said so; *refused*",
+        "when it raised a clear error before any work. The reasons follow the table.",
+        "",
+        f"Generated from a test run (`tests/zoo_matrix.py`): {len(rows)} cells, {counts['works']} work, "
+        f"{counts['no effect']} no effect, {counts['refused']} refused, and nothing else: no unclear error, crash "
+        "or silent difference (such a cell fails the run).",
+        "",
+        "| model | flavour | " + " | ".join(f"`{name}`" for name in transforms) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in transforms) + " |",
+    ]
+    for family, (_, flavours) in zoo.FAMILIES.items():
+        for flavour in flavours:
+            cells = [MARK[outcome[(family, flavour, name)]["outcome"]] if (family, flavour, name) in outcome else "not run" for name in transforms]
+            lines.append(f"| {family} | {flavour} | " + " | ".join(cells) + " |")
+    lines += ["", "## Why not", ""]
+    for name in transforms:
+        reasons = collections.defaultdict(list)
+        for row in rows:
+            if row["transform"] == name and row["outcome"] != "works":
+                reasons[row["detail"].split("\n")[0]].append(f"{row['family']} ({row['flavour']})")
+        if reasons:
+            lines += [f"### `{name}`", ""]
+            for reason, where in sorted(reasons.items()):
+                lines.append(f"- {', '.join(where)}: {reason}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str]) -> int:
+    source, page = argv
+    with open(source, encoding="utf-8") as records:
+        rows = [json.loads(line) for line in records if line.strip()]
+    with open(page, "w", encoding="utf-8") as out:
+        out.write(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
