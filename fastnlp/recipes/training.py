@@ -29,7 +29,10 @@ from fastnlp.recipes.models import build_lstm
 from fastnlp.speedups.hoisting import hoist_lstm_projection
 from fastnlp.speedups.schedules import learning_rate_budget
 
-__all__ = ["CharLMRecipe", "CharLMResult", "char_lm_loss", "choose_recipe", "char_lm_sampler", "sample_text", "split_text", "train_char_lm"]
+__all__ = [
+    "CharLMRecipe", "CharLMResult", "char_lm_loss", "char_lm_sampler", "choose_recipe", "evaluation_times", "sample_text",
+    "split_text", "train_char_lm",
+]
 
 #: Characters per window of the validation measure (nanoGPT's block size for shakespeare_char).
 EVAL_WINDOW = 64
@@ -160,6 +163,19 @@ def char_lm_loss(model: Any, ids: np.ndarray, window: int = EVAL_WINDOW, batch_s
     return total / targets.size
 
 
+def evaluation_times(budget_s: float, evaluations: int) -> list[float]:
+    """When :func:`train_char_lm` scores the model, before the end: 0.5, 1, 2, 4, ... seconds until the first of
+    ``evaluations - 1`` evenly spaced times, then those, so that the curve shows how soon it leaves the plateau.
+
+    Examples:
+        >>> evaluation_times(75, 5)
+        [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 45.0, 60.0]
+    """
+    interval = budget_s / evaluations
+    early = [0.5 * 2**k for k in range(64) if 0.5 * 2**k < min(interval, budget_s)]
+    return early + [interval * i for i in range(1, evaluations)]
+
+
 def train_char_lm(
     text: str,
     budget_s: float,
@@ -183,7 +199,8 @@ def train_char_lm(
         budget_s: training seconds, counted from the first step (graph tracing included).
         recipe: the settings; by default :func:`choose_recipe` picks them from the budget.
         validation_split: the share of the text held out, at its end.
-        evaluations: validation points on the curve (at least 1: the end).
+        evaluations: evenly spaced validation points on the curve (at least 1: the end); before the first,
+            it also scores at 0.5, 1, 2, 4, ... seconds (:func:`evaluation_times`).
         flavour: ``"keras"`` (Keras 3) or ``"tf_keras"``.
         seed: seeds the shuffling.
         report: called with a line of text at each evaluation (e.g. ``print``).
@@ -246,17 +263,14 @@ def train_char_lm(
         if report is not None:
             report(f"{budget.elapsed_s:7.1f} s  {budget.steps_done:6d} steps  validation loss {curve[-1][1]:.4f}")
 
-    interval = budget_s / evaluations
+    times = evaluation_times(budget_s, evaluations)
 
     class Evaluations(flavours.callback_base(flavours.detect(model))):
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_at = interval
-
         def on_train_batch_end(self, batch, logs=None):
-            if budget.elapsed_s >= self.next_at and budget.progress < 1:
+            due = [t for t in times if t <= budget.elapsed_s]
+            if due and budget.progress < 1:
                 evaluate()  # once, even when a slow step (a trace) crossed several evaluation times
-                self.next_at = (budget.elapsed_s // interval + 1) * interval
+                del times[: len(due)]
 
     model.fit(data.train, epochs=1_000_000, shuffle=False, callbacks=[budget, Evaluations()], verbose=0)
     evaluate()
