@@ -36,6 +36,9 @@ __all__ = [
 
 #: Characters per window of the validation measure (nanoGPT's block size for shakespeare_char).
 EVAL_WINDOW = 64
+#: Held-out windows scored at most, spread over the tail: at each evaluation during training, and at the end
+#: (tinyshakespeare's tail has 1,742; a large corpus's tail would take longer to score than a short budget).
+PROGRESS_WINDOWS, FINAL_WINDOWS = 256, 4096
 #: FLOP/s of a (32 x 256) @ (256 x 1024) product on the machine the recipe's rules were measured on,
 #: and the budget at which that machine's best width was 256 units.
 REFERENCE_MATMUL_FLOPS = 68e9
@@ -136,8 +139,12 @@ def split_text(text: str, validation_split: float = 0.1) -> tuple[str, str]:
 _SCORING_ELEMENTS = 2**24
 
 
-def char_lm_loss(model: Any, ids: np.ndarray, window: int = EVAL_WINDOW, batch_size: int = 512) -> float:
+def char_lm_loss(
+    model: Any, ids: np.ndarray, window: int = EVAL_WINDOW, batch_size: int = 512, max_windows: int | None = None
+) -> float:
     """Mean cross-entropy (nats) of every next id over ``ids`` cut into ``window``-long windows, each from a zero state.
+
+    ``max_windows`` scores at most that many windows, spread evenly over ``ids`` (all of them by default).
 
     Windows are scored ``batch_size`` at a time, fewer where the vocabulary is large, so that at most
     64 MB of probabilities are held at once (100,000 distinct characters took 6 GB before).
@@ -153,6 +160,9 @@ def char_lm_loss(model: Any, ids: np.ndarray, window: int = EVAL_WINDOW, batch_s
         raise ValueError(f"need more than window={window} ids to score, got {len(ids)}")
     inputs = ids[: windows * window].reshape(windows, window)
     targets = ids[1 : windows * window + 1].reshape(windows, window)
+    if max_windows is not None and windows > max_windows:
+        chosen = np.linspace(0, windows - 1, max_windows).round().astype(int)
+        inputs, targets, windows = inputs[chosen], targets[chosen], max_windows
     vocabulary_size = int(model.output_shape[-1])
     batch_size = max(1, min(batch_size, _SCORING_ELEMENTS // (window * vocabulary_size)))
     total = 0.0
@@ -191,7 +201,8 @@ def train_char_lm(
     """Train a character LM on ``text`` for ``budget_s`` training seconds; return the model, vocabulary and loss curve.
 
     The last ``validation_split`` of the text is held out and never trained on; the model is scored
-    on it ``evaluations`` times, spread over the budget (evaluation time is not training time). The
+    on it ``evaluations`` times, spread over the budget (evaluation time is not training time), on
+    up to :data:`PROGRESS_WINDOWS` of its windows during training and :data:`FINAL_WINDOWS` at the end. The
     model takes id sequences of any length.
 
     Args:
@@ -255,11 +266,15 @@ def train_char_lm(
     budget = learning_rate_budget(
         model, seconds=budget_s, warmup_fraction=recipe.warmup_fraction, final_fraction=recipe.final_fraction
     )
-    score = validate or char_lm_loss
-    curve = [(0.0, score(model, held_out_ids))]
+    def score(final: bool = False) -> float:
+        if validate is not None:
+            return validate(model, held_out_ids)
+        return char_lm_loss(model, held_out_ids, max_windows=FINAL_WINDOWS if final else PROGRESS_WINDOWS)
 
-    def evaluate() -> None:
-        curve.append((budget.elapsed_s, score(model, held_out_ids)))
+    curve = [(0.0, score())]
+
+    def evaluate(final: bool = False) -> None:
+        curve.append((budget.elapsed_s, score(final)))
         if report is not None:
             report(f"{budget.elapsed_s:7.1f} s  {budget.steps_done:6d} steps  validation loss {curve[-1][1]:.4f}")
 
@@ -273,7 +288,7 @@ def train_char_lm(
                 del times[: len(due)]
 
     model.fit(data.train, epochs=1_000_000, shuffle=False, callbacks=[budget, Evaluations()], verbose=0)
-    evaluate()
+    evaluate(final=True)
     return CharLMResult(model, vocabulary, recipe, curve, budget.steps_done, budget.elapsed_s)
 
 

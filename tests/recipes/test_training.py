@@ -216,3 +216,26 @@ def test_a_large_vocabulary_is_scored_in_chunks():
 
 def test_the_recipe_of_an_absurd_budget_is_the_largest_not_an_overflow():
     assert choose_recipe(1e300, matmul_flops=68e9).units == 1024
+
+
+def test_every_training_window_comes_once_a_pass_in_a_new_order_each_pass():
+    text = "".join(chr(97 + i % 26) for i in range(16 * 40 + 1))
+    data = char_lm_dataset(text, seq_len=16, batch_size=8, validation_split=0.0)
+    expected = data.vocabulary.encode(text[: 16 * 40]).reshape(40, 16)
+    passes = [np.concatenate([ids.numpy() for ids, _ in data.train]) for _ in range(2)]
+    for windows in passes:  # each window once (there is no shuffle buffer to fill first)
+        assert sorted(map(tuple, windows)) == sorted(map(tuple, expected))
+    assert not np.array_equal(passes[0], passes[1])  # reshuffled each pass
+
+
+def test_progress_is_scored_on_a_sample_of_the_tail_spread_over_it():
+    class Counting:
+        output_shape = (None, None, 4)
+        rows = 0
+
+        def __call__(self, ids, training=False):
+            Counting.rows += len(ids)
+            return np.full((*ids.shape, 4), 0.25, "float32")
+
+    assert char_lm_loss(Counting(), np.arange(64 * 1000 + 1) % 4, max_windows=256) == pytest.approx(math.log(4))
+    assert Counting.rows == 256  # of 1,000 windows
