@@ -20,7 +20,10 @@ from typing import Any
 from fastnlp.core.tables import text_table
 from fastnlp.harness.reports import loss_figure, new_figure, save_figure
 
-__all__ = ["BenchSettings", "configurations", "format_table", "plot_results", "render_markdown", "run_bench", "update_docs"]
+__all__ = [
+    "BenchSettings", "check_docs_page", "configurations", "format_table", "load_datasets", "plot_results", "read_labelled", "render_markdown",
+    "run_bench", "update_docs",
+]
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -106,7 +109,7 @@ def run_bench(corpus_path: str, settings: BenchSettings = BenchSettings(), only:
     }
 
 
-def _data(corpus_path: str, settings: BenchSettings) -> tuple[Any, Any, int]:
+def load_datasets(corpus_path: str, settings: BenchSettings) -> tuple[Any, Any, int]:
     """``(train, validation, vocabulary size)`` for the task."""
     if settings.task == "char_lm":
         from fastnlp.preprocess import char_lm_dataset
@@ -117,16 +120,50 @@ def _data(corpus_path: str, settings: BenchSettings) -> tuple[Any, Any, int]:
         return data.train, data.validation.take(20), data.vocabulary.size
     from fastnlp.preprocess import text_classification_dataset
 
-    with open(corpus_path, encoding="utf-8") as tsv:
-        rows = [line.rstrip("\n").rsplit("\t", 1) for line in tsv if "\t" in line][: settings.max_examples]
-    texts, labels = [text for text, _ in rows], [int(label) for _, label in rows]
+    texts, labels = read_labelled(corpus_path, settings.max_examples)
     held_out = max(len(texts) // 10, 1)
+    classes = max(labels[held_out:]) + 1
+    if max(labels[:held_out]) >= classes:
+        raise ValueError(
+            f"{corpus_path}: the held-out first {held_out} lines have label {max(labels[:held_out])}, which the training "
+            f"lines (labels 0 to {classes - 1}) never have"
+        )
     train = text_classification_dataset(texts[held_out:], labels[held_out:], batch_size=settings.batch_size, max_length=settings.seq_len)
     validation = text_classification_dataset(
         texts[:held_out], labels[:held_out], batch_size=settings.batch_size, vocabulary=train.vocabulary,
-        max_length=settings.seq_len, shuffle=False,
+        max_length=settings.seq_len, shuffle=False, num_classes=classes,
     )
     return train.dataset, validation.dataset, len(train.vocabulary)
+
+
+def read_labelled(path: str, limit: int | None = None) -> tuple[list[str], list[int]]:
+    """``(texts, labels)`` from the ``text<TAB>label`` lines of ``path`` (the first ``limit``); ``ValueError``
+    naming the first line whose label is not a non-negative integer, or a file with no such lines.
+
+    Examples:
+        >>> import tempfile
+        >>> path = tempfile.mktemp()
+        >>> _ = open(path, "w").write("a fine film\\t1\\nnot for me\\tx\\n")
+        >>> read_labelled(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: ... line 2: the label 'x' is not a non-negative integer (text<TAB>label lines)
+    """
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as tsv:
+        for number, line in enumerate(tsv, start=1):
+            if "\t" not in line:
+                continue
+            text, label = line.rstrip("\n").rsplit("\t", 1)
+            if not label.strip().isdigit():
+                raise ValueError(f"{path} line {number}: the label {label!r} is not a non-negative integer (text<TAB>label lines)")
+            texts.append(text)
+            labels.append(int(label))
+            if limit is not None and len(texts) == limit:
+                break
+    if not texts:
+        raise ValueError(f"{path} has no text<TAB>label lines")
+    return texts, labels
 
 
 def _build(vocab_size: int, settings: BenchSettings, speedups: list, seq_len: int | None) -> Any:
@@ -163,7 +200,7 @@ def _measure_configuration(corpus_path: str, settings: BenchSettings, name: str)
 
     speedups = dict(configurations())[name]
     with PeakMemory() as memory:
-        train, validation, vocab_size = _data(corpus_path, settings)
+        train, validation, vocab_size = load_datasets(corpus_path, settings)
         bucketed = settings.task == "classify"  # bucketed batches vary in length
         model = _build(vocab_size, settings, speedups, seq_len=None if bucketed else settings.seq_len)
         # Quality against time: the clock runs from the start of fit, so tracing and compiling count.
@@ -200,7 +237,7 @@ def _measure_export(corpus_path: str, settings: BenchSettings) -> dict[str, Any]
     from fastnlp.speedups.compress import LiteRTModel, to_tflite
 
     with PeakMemory() as memory:
-        train, validation, vocab_size = _data(corpus_path, settings)
+        train, validation, vocab_size = load_datasets(corpus_path, settings)
         if settings.task == "classify":  # the exporter needs one sequence length: pad every batch to it
             train, validation = (data.map(_padded_to(settings.seq_len)) for data in (train, validation))
         model = _build(vocab_size, settings, [], seq_len=settings.seq_len)

@@ -181,6 +181,12 @@ def _bench(args: argparse.Namespace) -> int:
             return 2
         if not _docs_page_ready(args.docs):
             return 2
+        if args.task == "classify":
+            try:
+                bench.read_labelled(corpus)
+            except ValueError as error:
+                print(f"fastnlp bench: {error}", file=sys.stderr)
+                return 2
         if corpus is None:
             corpus = os.path.join(args.out, "corpus.txt")
             with open(corpus, "w", encoding="utf-8") as file:

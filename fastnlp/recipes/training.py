@@ -155,6 +155,7 @@ def char_lm_loss(
         >>> round(char_lm_loss(model, np.arange(200) % 5, window=8), 1)  # an untrained model: about log(5)
         1.6
     """
+    ids = np.asarray(ids)
     windows = (len(ids) - 1) // window
     if windows < 1:
         raise ValueError(f"need more than window={window} ids to score, got {len(ids)}")
@@ -164,6 +165,8 @@ def char_lm_loss(
         chosen = np.linspace(0, windows - 1, max_windows).round().astype(int)
         inputs, targets, windows = inputs[chosen], targets[chosen], max_windows
     vocabulary_size = int(model.output_shape[-1])
+    if ids.min() < 0 or ids.max() >= vocabulary_size:
+        raise ValueError(f"ids must lie in [0, {vocabulary_size}) (the model's vocabulary); got ids from {ids.min()} to {ids.max()}")
     batch_size = max(1, min(batch_size, _SCORING_ELEMENTS // (window * vocabulary_size)))
     total = 0.0
     for start in range(0, windows, batch_size):

@@ -1,5 +1,6 @@
 """``fastnlp bench``: measures in fresh processes, writes JSON and PNG, regenerates the docs section from the JSON."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -58,3 +59,14 @@ def test_bench_classify_task_on_sst2(tmp_path):
     assert baseline["samples_per_s"] > 0 and len(baseline["curve"]) >= 2 and baseline["final_val_loss"] > 0
     # (no bound on the loss: 6 s over 900 sentences is ~30 epochs, and the quick classifier overfits)
     assert export["model_bytes"] < baseline["model_bytes"] / 3 and export["latency_ms"] > 0
+
+
+def test_a_held_out_label_the_training_lines_never_have_is_refused(tmp_path):
+    from fastnlp.harness import bench
+
+    corpus = tmp_path / "labelled.tsv"
+    lines = ["an odd one\t5"] + [f"review {i}\t{i % 2}" for i in range(19)]  # the first 10% are held out
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = dataclasses.replace(bench.QUICK, task="classify")
+    with pytest.raises(ValueError, match="held-out first 2 lines have label 5, which the training lines"):
+        bench.load_datasets(str(corpus), settings)

@@ -96,6 +96,8 @@ def test_bad_command_arguments_are_refused_before_any_work(tmp_path, capsys, mon
     (earlier / "model.keras").write_bytes(b"an earlier run's model")
     (earlier / "results.json").write_text("{}")
     (folder_in_the_way / "model.keras").mkdir(parents=True)
+    labelled = tmp_path / "labelled.tsv"
+    labelled.write_text("a fine film\t1\nnot for me\tx\n", encoding="utf-8")
     page = tmp_path / "page.md"
     page.write_text("# no bench section here\n")
     cases = [
@@ -106,6 +108,7 @@ def test_bad_command_arguments_are_refused_before_any_work(tmp_path, capsys, mon
         (("bench", "--docs", str(page), "--out", str(tmp_path / "b")), "has no <!-- bench:begin"),
         (("bench", "--docs", str(tmp_path / "missing.md"), "--out", str(tmp_path / "b")), "cannot read --docs"),
         (("launch", "--", "/no/such/bin"), "fastnlp launch: no such program '/no/such/bin'"),
+        (("bench", "--task", "classify", "--corpus", str(labelled), "--out", str(tmp_path / "c")), "line 2: the label 'x' is not a non-negative integer"),
         (("demo", "--out", str(blocker / "out")), "fastnlp demo: cannot create --out"),
         (("demo", "--max-chars", "0"), "argument --max-chars: must be a positive integer, got 0"),
         (("demo", "--budget", "-5"), "argument --budget: must be a positive, finite number of seconds"),

@@ -239,3 +239,8 @@ def test_progress_is_scored_on_a_sample_of_the_tail_spread_over_it():
 
     assert char_lm_loss(Counting(), np.arange(64 * 1000 + 1) % 4, max_windows=256) == pytest.approx(math.log(4))
     assert Counting.rows == 256  # of 1,000 windows
+
+
+def test_scoring_ids_outside_the_models_vocabulary_is_refused():
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 4\).*from 0 to 9"):  # an IndexError deep in NumPy
+        char_lm_loss(build_lstm(4, units=4, num_layers=1), np.arange(200) % 10, window=8)
