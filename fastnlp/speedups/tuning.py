@@ -33,6 +33,7 @@ from fastnlp.core.validation import (
 from fastnlp.speedups import catalog
 from fastnlp.speedups.compile_options import set_steps_per_execution, use_xla
 from fastnlp.speedups.gpu import enable_cudnn
+from fastnlp.speedups.hoisting import hoist_lstm_projection
 from fastnlp.speedups.precision import enable_mixed_precision
 
 __all__ = ["Measurement", "TuneResult", "default_candidates", "tune"]
@@ -80,14 +81,16 @@ def default_candidates() -> list[tuple[str, list]]:
     """The speedups worth trying on this machine: each alone; :func:`tune` then combines the winners.
 
     Mixed float16 and cuDNN eligibility only where a GPU is visible (no x86 CPU gains from float16,
-    and cuDNN is a GPU kernel); XLA; 4 and 16 steps per execution; mixed bfloat16 everywhere (it is
-    measured, not assumed).
+    and cuDNN is a GPU kernel); XLA; 4 and 16 steps per execution; the hoisted LSTM loop; mixed
+    bfloat16 everywhere (each is measured at the model's own shapes, not assumed: the hoisted loop
+    is slower than the stock one on some CPUs, and bf16 gains only where the CPU has AMX).
     """
     candidates: list[tuple[str, list]] = [
         ("mixed_bfloat16", [functools.partial(enable_mixed_precision, policy="mixed_bfloat16")]),
         ("xla", [use_xla]),
         ("steps_per_execution=4", [functools.partial(set_steps_per_execution, steps=4)]),
         ("steps_per_execution=16", [functools.partial(set_steps_per_execution, steps=16)]),
+        ("hoist_lstm_projection", [hoist_lstm_projection]),
     ]
     if hardware.has_gpu():
         candidates[:0] = [

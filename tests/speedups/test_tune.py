@@ -114,10 +114,12 @@ def test_bad_input_raises_before_any_training(flavour):
         tune(model, char_lm_data(), [SPE4], steps=0)
 
 
-def test_the_default_candidates_fit_the_machine():
+@pytest.mark.parametrize("gpus", [[], [(9, 0)]], ids=["cpu-only", "gpu"])
+def test_the_default_candidates_fit_the_machine(machine, gpus):
+    machine.pretend(gpus=gpus)
     names = [name for name, _ in tune_module.default_candidates()]
-    assert names[-4:] == ["mixed_bfloat16", "xla", "steps_per_execution=4", "steps_per_execution=16"]
-    assert ("mixed_float16" in names) == ("cudnn" in names) == bool(tf.config.list_physical_devices("GPU"))
+    assert names[-5:] == ["mixed_bfloat16", "xla", "steps_per_execution=4", "steps_per_execution=16", "hoist_lstm_projection"]
+    assert ("mixed_float16" in names) == ("cudnn" in names) == bool(gpus)
     for _, speedups in tune_module.default_candidates():
         catalog.plan(speedups)  # every default is a valid, registered speedup
 
