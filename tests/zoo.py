@@ -66,23 +66,23 @@ def char_lstm(k: ModuleType, rng: np.random.Generator) -> ZooModel:
     return ZooModel("char_lstm", model, _ids(rng), _ids(rng))
 
 
-def masked_lstm_classifier(k: ModuleType, rng: np.random.Generator) -> ZooModel:
-    """An LSTM classifier over ``Embedding(mask_zero=True)``: padded text, masked."""
+def _masked_lstms(k: ModuleType, rng: np.random.Generator, family: str, layers: int) -> ZooModel:
     inputs = k.Input((LENGTH,), dtype="int32")
     x = k.layers.Embedding(VOCAB, 8, mask_zero=True)(inputs)
-    x = k.layers.LSTM(UNITS)(x)
+    for i in range(layers):
+        x = k.layers.LSTM(UNITS, return_sequences=i < layers - 1)(x)
     model = _compile(k.Model(inputs, k.layers.Dense(2, activation="softmax")(x)), k)
-    return ZooModel("masked_lstm_classifier", model, _ids(rng, masked=True), _classes(rng))
+    return ZooModel(family, model, _ids(rng, masked=True), _classes(rng))
+
+
+def masked_lstm_classifier(k: ModuleType, rng: np.random.Generator) -> ZooModel:
+    """An LSTM classifier over ``Embedding(mask_zero=True)``: padded text, masked."""
+    return _masked_lstms(k, rng, "masked_lstm_classifier", layers=1)
 
 
 def masked_stack(k: ModuleType, rng: np.random.Generator) -> ZooModel:
     """Two stacked LSTMs over ``Embedding(mask_zero=True)``: the mask must pass the first LSTM to reach the second."""
-    inputs = k.Input((LENGTH,), dtype="int32")
-    x = k.layers.Embedding(VOCAB, 8, mask_zero=True)(inputs)
-    x = k.layers.LSTM(UNITS, return_sequences=True)(x)
-    x = k.layers.LSTM(UNITS)(x)
-    model = _compile(k.Model(inputs, k.layers.Dense(2, activation="softmax")(x)), k)
-    return ZooModel("masked_stack", model, _ids(rng, masked=True), _classes(rng))
+    return _masked_lstms(k, rng, "masked_stack", layers=2)
 
 
 def stacked_bilstm_classifier(k: ModuleType, rng: np.random.Generator) -> ZooModel:

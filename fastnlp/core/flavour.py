@@ -32,6 +32,7 @@ __all__ = [
     "leaf_layers",
     "load_model",
     "loss_scale_optimizer_class",
+    "refuse_preprocessing",
     "require_compiled",
 ]
 
@@ -180,6 +181,17 @@ def compression_scope(model: Any) -> Any:
 
 
 _COMPRESSION_MODULES = ("tensorflow_model_optimization", "fastnlp.core.compression_objects")
+
+
+def refuse_preprocessing(model: Any, transform: str, why: str) -> None:
+    """``ValueError`` naming the first preprocessing layer of ``model`` (``why``: what ``transform`` cannot do
+    with it), and the route: vectorize in the input pipeline, apply ``transform`` to the model that takes ids."""
+    for layer in leaf_layers(model):
+        if is_preprocessing(layer):
+            raise ValueError(
+                f"{transform}: layer {layer.name!r} ({type(layer).__name__}) {why}; vectorize in the tf.data pipeline "
+                f"(dataset.map(vectorizer)) and apply {transform} to the model that takes the ids"
+            )
 
 
 def is_preprocessing(layer: Any) -> bool:

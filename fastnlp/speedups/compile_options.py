@@ -48,13 +48,7 @@ def use_xla(model: Any) -> Applied:
         >>> xla.get_compile_config()["jit_compile"]
         True
     """
-    for layer in flavour.leaf_layers(model):
-        if flavour.is_preprocessing(layer):
-            raise ValueError(
-                f"use_xla: layer {layer.name!r} ({type(layer).__name__}) works on strings or lookup tables, which XLA "
-                f"cannot compile; vectorize in the tf.data pipeline (dataset.map(vectorizer)) and apply use_xla to the "
-                f"model that takes the ids"
-            )
+    flavour.refuse_preprocessing(model, "use_xla", "works on strings or lookup tables, which XLA cannot compile")
     result = _recompiled(model, "use_xla", jit_compile=True)
     if not hardware.has_gpu():
         warnings.warn(

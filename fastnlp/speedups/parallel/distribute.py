@@ -101,13 +101,7 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
             raise ValueError(f"backup_dir {backup_dir!r} is a file; give a folder for the training state (it is made if absent)")
     if lineage_of(model).distribution is not None:
         raise ValueError("this model was made by distribute already; distribute the model you built instead")
-    for layer in flavour.leaf_layers(model):
-        if flavour.is_preprocessing(layer):
-            raise ValueError(
-                f"distribute: layer {layer.name!r} ({type(layer).__name__}) holds a lookup table made outside any "
-                f"strategy, which replicas cannot share; vectorize in the tf.data pipeline (dataset.map(vectorizer)) "
-                f"and distribute the model that takes the ids"
-            )
+    flavour.refuse_preprocessing(model, "distribute", "holds a lookup table made outside any strategy, which replicas cannot share")
     strategy = resolve_strategy(strategy)
     replicas = strategy.num_replicas_in_sync
     learning_rate = _scaled_learning_rate(model, replicas) if scale_learning_rate else None
