@@ -10,6 +10,12 @@ def test_import_is_cheap_and_loads_no_tensorflow():
     assert out.strip() == "[]"
 
 
+def test_building_a_model_imports_no_model_optimization_toolkit():
+    code = "import sys; from fastnlp import build_lstm; print(any(m.startswith('tensorflow_model_optimization') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # it did, through catalog -> compress -> compression_objects
+
+
 def test_every_public_name_resolves():
     for name in fastnlp.__all__:
         assert getattr(fastnlp, name) is not None, name

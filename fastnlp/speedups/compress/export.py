@@ -269,6 +269,8 @@ def _without_fake_quantization(model: Any) -> Any:
     it became a WHILE loop, and int8 calibration of that graph crashed the converter), so the
     learned weights are exported from plain layers and the converter quantizes them itself.
     """
+    if not any(type(layer).__module__.startswith("tensorflow_model_optimization") for layer in model.layers):
+        return model  # no quantize model: tfmot need not be imported at all
     from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import (
         QuantizeLayer,
     )

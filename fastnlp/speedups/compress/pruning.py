@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from fastnlp.core import flavour as flavours
-from fastnlp.core.compression_objects import MaskedPruneLowMagnitude
 from fastnlp.core.convert import convert
 from fastnlp.core.lineage import lineage_of, record
 from fastnlp.core.notices import warn_no_effect
@@ -91,6 +90,8 @@ def prune(
         0.75
     """
     import tensorflow_model_optimization as tfmot
+
+    from fastnlp.core.compression_objects import MaskedPruneLowMagnitude
 
     check_fraction("sparsity", sparsity)
     check_fraction("initial_sparsity", initial_sparsity)

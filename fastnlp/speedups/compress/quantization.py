@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastnlp.core import flavour as flavours
-from fastnlp.core.compression_objects import RecurrentQuantizeConfig
 from fastnlp.core.rebuild import compile_like
 from fastnlp.core.registry import Applied, speedup
 from fastnlp.speedups.compress.common import check_float32, check_layers, tf_keras_copy
@@ -71,17 +70,19 @@ def quantize(model: Any) -> Applied:
     """
     import tensorflow_model_optimization as tfmot
 
+    from fastnlp.core.compression_objects import RecurrentQuantizeConfig
+
     check_layers(model, QUANTIZABLE_LAYERS, "quantize")
     check_float32(model, "quantize")
-    for layer in model.layers:
-        if type(layer).__name__ in _RECURRENT and (_several(layer, "input") or _several(layer, "output")):
+    flavours.require_compiled(model, "quantize recompiles the quantization-aware model as the input was")
+    base = tf_keras_copy(model, "quantize")
+    for layer in base.layers:  # in tf_keras, where a mask is not one of a layer's inputs (Keras 3 graphs list it)
+        if type(layer).__name__ in _RECURRENT and (layer.return_state or _several_inputs(layer)):
             raise ValueError(
                 f"quantize cannot wrap layer {layer.name!r}: it takes initial states or returns its states, and tfmot's "
                 f"quantization wrapper handles one input and one output. Use to_tflite(model, 'dynamic') for int8 "
                 f"weights without quantization-aware training"
             )
-    flavours.require_compiled(model, "quantize recompiles the quantization-aware model as the input was")
-    base = tf_keras_copy(model, "quantize")
     api = tfmot.quantization.keras
     keras = flavours.keras_module("tf_keras")
 
@@ -100,7 +101,6 @@ def quantize(model: Any) -> Applied:
     return Applied(trained_aware, "quantize(8-bit weights and outputs; LSTM/GRU via RecurrentQuantizeConfig)")
 
 
-def _several(layer: Any, end: str) -> bool:
-    """Whether ``layer`` is called on (``end="input"``) or returns (``"output"``) more than one tensor."""
-    tensors = getattr(layer, end)
-    return isinstance(tensors, (list, tuple)) and len(tensors) > 1
+def _several_inputs(layer: Any) -> bool:
+    """Whether the tf_keras ``layer`` is called on more than one tensor (an RNN given initial states)."""
+    return isinstance(layer.input, (list, tuple)) and len(layer.input) > 1
