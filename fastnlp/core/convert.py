@@ -22,8 +22,8 @@ def convert(model: Any, to: flavours.Flavour):
     tensorflow-model-optimization works only with tf_keras, so compression goes Keras 3 -> tf_keras
     -> (compress) -> Keras 3. Layer configs keep what the target flavour's layer accepts (dtype
     policies by name, initializers by class); weights are copied exactly, so predictions match to
-    float precision. Sequential and functional models with one input convert, branches included
-    (each layer called once); a layer shared between calls raises ``TypeError``.
+    float precision. Sequential and functional models convert, branches and several inputs and outputs
+    included (each layer called once); a layer shared between calls raises ``TypeError``.
 
     Examples:
         >>> import keras, numpy as np
@@ -74,39 +74,44 @@ def reassemble(
 ) -> tuple[Any, list[tuple[Any, Any]]]:
     """``model``'s graph again in ``target``'s flavour: each layer replaced by ``new_layer(layer)``, called where it was.
 
-    Sequential models and one-input functional models whose layers are each called once (branches
-    included) can be reassembled. ``adapt(layer, inputs) -> inputs`` may change what a new layer is
+    Sequential models and functional models whose layers are each called once (branches, several
+    inputs and outputs, an encoder's states passed to a decoder included) can be reassembled. ``adapt(layer, inputs) -> inputs`` may change what a new layer is
     called on. Returns the new, uncompiled model and the ``(layer, new layer)`` pairs, for the caller
     to copy weights along.
 
     Raises:
-        TypeError: a subclassed model, several inputs, or a layer called more than once.
+        TypeError: a subclassed model, or a layer called more than once.
     """
     flavours.check_rebuildable(model)
-    if len(model.inputs) != 1:
-        raise TypeError(f"fastnlp handles models with one input; {model.name!r} has {len(model.inputs)}")
-    (spec,) = model.inputs
-    inputs = target.Input(shape=tuple(spec.shape[1:]), dtype=_dtype_name(spec.dtype), name=spec._keras_history[0].name)
+    specs = list(model.inputs)
+    inputs = [
+        target.Input(shape=tuple(spec.shape[1:]), dtype=_dtype_name(spec.dtype), name=spec._keras_history[0].name)
+        for spec in specs
+    ]
     # A Sequential is a chain; its layers' .input may point at a graph from before the last add().
     chain = isinstance(model, flavours.keras_module(flavours.detect(model)).Sequential)
-    tensors, latest, pairs = {id(spec): inputs}, inputs, []  # each source tensor's counterpart, in topological order
+    latest, pairs = inputs[0], []
+    tensors = {id(spec): new for spec, new in zip(specs, inputs)}  # each source tensor's counterpart, in topological order
     for layer in (layer for layer in model.layers if type(layer).__name__ != "InputLayer"):
         new = new_layer(layer)
         source = latest if chain else _counterparts(layer, tensors)
-        latest = new(adapt(layer, source) if adapt is not None else source)
+        if isinstance(source, list) and hasattr(layer, "return_state"):  # an RNN given initial states
+            latest = new(source[0], initial_state=source[1:])  # the one form Keras 3 takes
+        else:
+            latest = new(adapt(layer, source) if adapt is not None else source)
         if not chain:
             for old_tensor, new_tensor in zip(_flat(layer.output), _flat(latest)):
                 tensors[id(old_tensor)] = new_tensor
         pairs.append((layer, new))
     if chain:
-        return target.Model(inputs, latest, name=model.name), pairs
+        return target.Model(inputs[0], latest, name=model.name), pairs
     if any(id(tensor) not in tensors for tensor in model.outputs):
         raise TypeError(
             f"fastnlp handles models in which each layer is called once; it could not follow {model.name!r}'s "
             f"graph to its outputs (a layer called more than once?)"
         )
     outputs = [tensors[id(tensor)] for tensor in model.outputs]
-    return target.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name), pairs
+    return target.Model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name), pairs
 
 
 def _counterparts(layer: Any, tensors: dict) -> Any:

@@ -63,3 +63,16 @@ def test_a_branched_model_converts_and_a_shared_layer_is_refused(flavour):
     twice = keras.Model(inputs, shared(shared(inputs)))
     with pytest.raises(TypeError, match="each layer is called once"):
         convert(twice, OTHER[flavour])
+
+
+@pytest.mark.parametrize("family", ["seq2seq_trainer", "seq2seq_inference_decoder"])
+def test_an_encoder_decoder_with_states_converts_both_ways(flavour, family):
+    import zoo
+
+    example = zoo.build(family, flavour)
+    other = "tf_keras" if flavour == "keras" else "keras"
+    there = convert(example.model, other)  # "fastnlp handles models with one input" before
+    back = convert(there, flavour)
+    for converted in (there, back):
+        for got, want in zip(zoo.outputs(converted, example.x), zoo.outputs(example.model, example.x), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-6)
