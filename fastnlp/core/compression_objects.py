@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MaskedPruneLowMagnitude", "RecurrentQuantizeConfig", "compression_objects"]
+__all__ = ["MaskedPruneLowMagnitude", "RecurrentQuantizeConfig", "compression_objects", "pruning_wrapper_class"]
 
 
 def _config_base() -> type:
@@ -18,14 +18,14 @@ def _config_base() -> type:
     return tfmot.quantization.keras.QuantizeConfig
 
 
-def _pruning_wrapper_base() -> type:
+def pruning_wrapper_class() -> type:
     """tfmot's pruning wrapper class (its public API exports only the function that creates it)."""
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
     return PruneLowMagnitude
 
 
-class MaskedPruneLowMagnitude(_pruning_wrapper_base()):
+class MaskedPruneLowMagnitude(pruning_wrapper_class()):
     """tfmot's ``PruneLowMagnitude`` that passes on the padding mask its layer makes or passes on.
 
     tfmot's own wrapper drops it, so an LSTM after a pruned ``Embedding(mask_zero=True)`` trained on

@@ -163,8 +163,9 @@ def saved_lineage(path: str | os.PathLike) -> Lineage | None:
     member = f"assets/{ATTRIBUTE}/{_FILE}"
     try:
         with zipfile.ZipFile(path) as archive:
-            if archive.getinfo(member).file_size > MAX_RECORD_BYTES:
-                raise ValueError(f"its lineage record claims {archive.getinfo(member).file_size} bytes (at most {MAX_RECORD_BYTES})")
+            claimed = archive.getinfo(member).file_size
+            if claimed > MAX_RECORD_BYTES:
+                raise ValueError(f"its lineage record claims {claimed} bytes (at most {MAX_RECORD_BYTES})")
             with archive.open(member) as record_file:
                 raw = record_file.read(MAX_RECORD_BYTES + 1)
             if len(raw) > MAX_RECORD_BYTES:

@@ -158,14 +158,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     from fastnlp.harness import bench
 
+    if not _docs_page_ready(args.docs):  # before any work
+        return 2
     if args.from_json:
         try:
             with open(args.from_json, encoding="utf-8") as file:
                 record = json.load(file)
         except (OSError, UnicodeDecodeError, ValueError) as error:
             print(f"fastnlp bench: cannot read --from-json {args.from_json!r}: {error}", file=sys.stderr)
-            return 2
-        if not _docs_page_ready(args.docs):
             return 2
     else:
         settings = bench.QUICK if args.quick else bench.BenchSettings()
@@ -178,8 +178,6 @@ def _bench(args: argparse.Namespace) -> int:
         if (corpus is not None and _read_corpus(corpus, "bench") is None) or not _make_out_folder(
             args.out, "bench", ("bench.json", "bench.png"), args.overwrite
         ):
-            return 2
-        if not _docs_page_ready(args.docs):
             return 2
         if args.task == "classify":
             try:

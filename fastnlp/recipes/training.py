@@ -185,7 +185,7 @@ def evaluation_times(budget_s: float, evaluations: int) -> list[float]:
         [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 45.0, 60.0]
     """
     interval = budget_s / evaluations
-    early = [0.5 * 2**k for k in range(64) if 0.5 * 2**k < min(interval, budget_s)]
+    early = [0.5 * 2**k for k in range(64) if 0.5 * 2**k < interval]
     return early + [interval * i for i in range(1, evaluations)]
 
 

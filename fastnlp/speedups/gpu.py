@@ -148,8 +148,9 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied | NoEffect:
     if not isinstance(skip_blocked, bool):
         raise TypeError(f"skip_blocked must be True or False, got {skip_blocked!r}")
     keras = flavour.keras_module(flavour.detect(model))
+    recurrent = [layer for layer, _masked in recurrent_layers(model)]
     blocked = {}
-    for layer, _masked in recurrent_layers(model):
+    for layer in recurrent:
         reasons = cudnn_blockers(layer, isinstance(layer, keras.layers.GRU), harmless=False)
         if reasons:
             blocked[layer.name] = reasons
@@ -161,7 +162,6 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied | NoEffect:
         )
     if blocked:
         warnings.warn(f"enable_cudnn: left on the generic kernel: {described}", SpeedupWarning, stacklevel=3)
-    recurrent = [layer for layer, _ in recurrent_layers(model)]
     if not recurrent:
         return NoEffect("the model has no LSTM or GRU layer", "enable_cudnn")
     to_change = [layer.name for layer in recurrent if layer.name not in blocked and _needs_change(layer)]

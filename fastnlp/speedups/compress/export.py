@@ -324,8 +324,9 @@ def _samples(data: Any, batch_size: int, limit: int, dtype: str, shape: tuple) -
     wrong = next((row for row in taken if tuple(np.shape(row)) != shape), None)
     if wrong is not None:
         raise ValueError(f"representative_data: each sample must have the exported input's shape {shape}, got one of {np.shape(wrong)}")
-    if not all(np.issubdtype(np.asarray(row).dtype, np.number) or np.asarray(row).dtype == bool for row in taken[:1]):
-        raise ValueError(f"representative_data must be numbers (the model's {dtype} inputs), got {np.asarray(taken[0]).dtype}")
+    kind = np.asarray(taken[0]).dtype
+    if not (np.issubdtype(kind, np.number) or kind == bool):
+        raise ValueError(f"representative_data must be numbers (the model's {dtype} inputs), got {kind}")
     for start in range(0, len(taken) - batch_size + 1, batch_size):
         yield np.stack(taken[start : start + batch_size]).astype(dtype)
 

@@ -91,7 +91,7 @@ def prune(
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.core.compression_objects import MaskedPruneLowMagnitude
+    from fastnlp.core.compression_objects import MaskedPruneLowMagnitude, pruning_wrapper_class
 
     check_fraction("sparsity", sparsity)
     check_fraction("initial_sparsity", initial_sparsity)
@@ -130,19 +130,10 @@ def prune(
 
     pruned = keras.models.clone_model(base, clone_function=wrap)
     for layer in pruned.layers:
-        if isinstance(layer, _wrapper_class()):
+        if isinstance(layer, pruning_wrapper_class()):
             layer.pruning_step.assign(0)  # what UpdatePruningStep.on_train_begin would do: the wrapper counts on
     compile_like(pruned, base)
     return Applied(pruned, f"prune(sparsity={sparsity}, schedule={schedule!r}, layers={sorted(chosen)})")
-
-
-def _wrapper_class() -> type:
-    """tfmot's pruning wrapper (its public API exports only the function that creates it)."""
-    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
-        PruneLowMagnitude,
-    )
-
-    return PruneLowMagnitude
 
 
 def strip_pruning(model: Any, *, to: str | None = None) -> Any:
@@ -175,9 +166,11 @@ def strip_pruning(model: Any, *, to: str | None = None) -> Any:
     """
     import tensorflow_model_optimization as tfmot
 
+    from fastnlp.core.compression_objects import pruning_wrapper_class
+
     if flavours.detect(model) != "tf_keras":
         raise TypeError(f"strip_pruning takes the tf_keras model prune returned, got a {flavours.detect(model)} model")
-    wrappers = [layer for layer in model.layers if isinstance(layer, _wrapper_class())]
+    wrappers = [layer for layer in model.layers if isinstance(layer, pruning_wrapper_class())]
     if not wrappers:
         raise ValueError(f"model {model.name!r} has no pruning wrappers: it was not made by prune")
     target = (lineage_of(model).origin_flavour or "tf_keras") if to is None else to
