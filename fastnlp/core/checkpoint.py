@@ -8,7 +8,6 @@ same folder, is flushed to disk, and then atomically replaces the best file.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -20,7 +19,7 @@ from fastnlp.core import flavour as flavours
 from fastnlp.core.lineage import saved_lineage, set_lineage
 from fastnlp.core.validation import check_mapping, checked_path
 
-__all__ = ["best_checkpoint", "load_checkpoint", "save_atomically"]
+__all__ = ["BestCheckpoint", "best_checkpoint", "load_checkpoint", "save_atomically"]
 
 
 def save_atomically(model: Any, path: str | os.PathLike) -> None:
@@ -167,11 +166,11 @@ def best_checkpoint(model: Any, path: str | os.PathLike, monitor: str = "val_los
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
         raise ValueError(f"path: cannot create the folder {folder!r} for {path!r}: {error.strerror}") from error
-    return _checkpoint_class(flavours.detect(model))(path, monitor, 1 if mode == "min" else -1)
+    return flavours.callback_class(BestCheckpoint, flavours.detect(model))(path, monitor, 1 if mode == "min" else -1)
 
 
-class _BestCheckpoint:
-    """The flavour-independent part of the callback :func:`best_checkpoint` returns."""
+class BestCheckpoint:
+    """Callback hooks (see :func:`best_checkpoint`): save the model whenever ``monitor`` improves, atomically."""
 
     def __init__(self, path: str, monitor: str, sign: int) -> None:
         super().__init__()
@@ -213,11 +212,6 @@ class _BestCheckpoint:
             f"best_checkpoint: monitor={self.monitor!r} is not logged (logged: {sorted(logs)}); this epoch's model "
             f"was saved to {self.path}; pass one of the logged names"
         )
-
-
-@functools.cache
-def _checkpoint_class(flavour: str) -> type:
-    return type("BestCheckpoint", (_BestCheckpoint, flavours.callback_base(flavour)), {})
 
 
 def _keras_path(path: str | os.PathLike) -> str:

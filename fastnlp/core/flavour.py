@@ -9,6 +9,7 @@ base, the loader) is asked of this module; :mod:`fastnlp.core.rebuild` and
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from types import ModuleType
@@ -23,6 +24,7 @@ __all__ = [
     "FLAVOURS",
     "Flavour",
     "callback_base",
+    "callback_class",
     "check_rebuildable",
     "compression_scope",
     "compile_arguments",
@@ -111,6 +113,24 @@ def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_ob
 def callback_base(flavour: Flavour) -> type:
     """The ``Callback`` base class that ``fit`` of ``flavour`` accepts."""
     return keras_module(flavour).callbacks.Callback
+
+
+@functools.cache
+def callback_class(hooks: type, flavour: Flavour) -> type:
+    """``hooks``, a class of callback methods written once against ``self.model``, as a ``Callback`` of ``flavour``.
+
+    Each fastnlp callback is one module-level class; Keras 3's ``fit`` and tf_keras's each want their own
+    ``Callback`` base, so the class that ``fit`` gets is ``hooks`` on top of that base (made once per flavour).
+
+    Examples:
+        >>> class Count:
+        ...     def on_train_batch_end(self, batch, logs=None):
+        ...         self.batches = batch + 1
+        >>> counter = callback_class(Count, "keras")()
+        >>> type(counter).__name__, isinstance(counter, callback_base("keras"))
+        ('Count', True)
+    """
+    return type(hooks.__name__, (hooks, callback_base(flavour)), {"__module__": hooks.__module__, "__doc__": hooks.__doc__})
 
 
 def loss_scale_optimizer_class(flavour: Flavour) -> type:

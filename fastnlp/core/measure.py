@@ -23,7 +23,7 @@ from fastnlp.core import hardware
 from fastnlp.core.recurrent import cudnn_report
 
 __all__ = [
-    "PeakMemory", "TrainingRun", "fast_paths", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms",
+    "PeakMemory", "StepClock", "TimedTraining", "TrainingRun", "fast_paths", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms",
     "step_clock", "step_matmul_flops", "time_to", "timed_training_callback",
 ]
 
@@ -100,32 +100,44 @@ def _first_gpu() -> str | None:
     return gpus[0].name if gpus else None
 
 
+class StepClock:
+    """Callback hooks (see :func:`step_clock`): the time and the optimizer's step count at each batch end."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.marks: list[tuple[float, int]] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.marks = []
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.marks.append((time.perf_counter(), int(self.model.optimizer.iterations.numpy())))
+
+    def samples_per_second(self, warmup_steps: int) -> float | None:
+        """The median rate over the executions after the first ``warmup_steps`` steps (None: too few)."""
+        timed = [mark for mark in self.marks if mark[1] > warmup_steps]
+        rates = [
+            (last - first) * self.batch_size / (end - start)
+            for (start, first), (end, last) in zip(timed, timed[1:])
+            if end > start and last > first
+        ]
+        return statistics.median(rates) if rates else None
+
+
 def step_clock(model: Any, batch_size: int) -> Any:
     """A callback for ``model.fit`` noting the time and the optimizer's step count at each batch end.
 
     Batch ends come once per execution of ``steps_per_execution`` steps; ``samples_per_second`` is
     the median rate over the executions after warm-up, so a burst of other work moves it little.
+
+    Examples:
+        >>> from fastnlp import build_lstm
+        >>> clock = step_clock(build_lstm(10, units=4, num_layers=1), batch_size=32)
+        >>> clock.samples_per_second(warmup_steps=2) is None  # nothing timed yet
+        True
     """
-    base = flavours.callback_base(flavours.detect(model))
-
-    class StepClock(base):
-        def on_train_begin(self, logs=None):
-            self.marks: list[tuple[float, int]] = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.marks.append((time.perf_counter(), int(self.model.optimizer.iterations.numpy())))
-
-        def samples_per_second(self, warmup_steps: int) -> float | None:
-            """The median rate over the executions after the first ``warmup_steps`` steps (None: too few)."""
-            timed = [mark for mark in self.marks if mark[1] > warmup_steps]
-            rates = [
-                (last - first) * batch_size / (end - start)
-                for (start, first), (end, last) in zip(timed, timed[1:])
-                if end > start and last > first
-            ]
-            return statistics.median(rates) if rates else None
-
-    return StepClock()
+    return flavours.callback_class(StepClock, flavours.detect(model))(batch_size)
 
 
 def fast_paths(model: Any) -> str:
@@ -181,12 +193,40 @@ class TrainingRun:
         """Training seconds at the first evaluation with validation loss at or below ``loss``."""
         return time_to(self.curve, loss)
 
-    def samples_per_second(self, warmup_batches: int = 3, window: int = 10) -> float:
-        """Median samples/s over windows of ``window`` batches, after ``warmup_batches``."""
-        timed = self.batch_seconds[warmup_batches:] or self.batch_seconds
-        windows = [timed[i : i + window] for i in range(0, len(timed), window)]
-        windows = [w for w in windows if len(w) == window] or [timed]
-        return statistics.median(self.batch_size * len(w) / sum(w) for w in windows)
+
+class TimedTraining:
+    """Callback hooks (see :func:`timed_training_callback`): evaluate on a growing schedule of training time."""
+
+    def __init__(
+        self, evaluate: Callable[[], float], run: TrainingRun, budget_s: float, target_loss: float | None,
+        min_gap_s: float, growth: float, report: Callable[[str], None] | None,
+    ) -> None:
+        super().__init__()
+        self.evaluate, self.run, self.budget_s, self.target_loss = evaluate, run, budget_s, target_loss
+        self.min_gap_s, self.growth, self.report = min_gap_s, growth, report
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.run.curve.append((0.0, self.evaluate()))
+        self.elapsed, self.next_eval = 0.0, self.min_gap_s
+        self.resumed = time.perf_counter()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        self.run.batch_seconds.append(now - self.batch_start)
+        self.elapsed += now - self.resumed
+        done = self.elapsed >= self.budget_s
+        if done or self.elapsed >= self.next_eval:
+            loss = self.evaluate()
+            self.run.curve.append((self.elapsed, loss))
+            if self.report:
+                self.report(f"  {self.elapsed:7.1f} s  {len(self.run.batch_seconds):6d} steps  val loss {loss:.4f}")
+            self.next_eval = max(self.elapsed + self.min_gap_s, self.elapsed * self.growth)
+            if done or (self.target_loss is not None and loss <= self.target_loss):
+                self.model.stop_training = True
+        self.resumed = time.perf_counter()
 
 
 def timed_training_callback(
@@ -206,33 +246,7 @@ def timed_training_callback(
     training stops at ``budget_s`` or once the loss reaches ``target_loss``. ``report`` receives a
     line per evaluation.
     """
-    base = flavours.callback_base(flavours.detect(model))
-
-    class TimedTraining(base):
-        def on_train_begin(self, logs=None):
-            run.curve.append((0.0, evaluate()))
-            self.elapsed, self.next_eval = 0.0, min_gap_s
-            self.resumed = time.perf_counter()
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.batch_start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            now = time.perf_counter()
-            run.batch_seconds.append(now - self.batch_start)
-            self.elapsed += now - self.resumed
-            done = self.elapsed >= budget_s
-            if done or self.elapsed >= self.next_eval:
-                loss = evaluate()
-                run.curve.append((self.elapsed, loss))
-                if report:
-                    report(f"  {self.elapsed:7.1f} s  {len(run.batch_seconds):6d} steps  val loss {loss:.4f}")
-                self.next_eval = max(self.elapsed + min_gap_s, self.elapsed * growth)
-                if done or (target_loss is not None and loss <= target_loss):
-                    self.model.stop_training = True
-            self.resumed = time.perf_counter()
-
-    return TimedTraining()
+    return flavours.callback_class(TimedTraining, flavours.detect(model))(evaluate, run, budget_s, target_loss, min_gap_s, growth, report)
 
 
 def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from fastnlp.speedups.hoisting import hoist_lstm_projection
 from fastnlp.speedups.schedules import learning_rate_budget
 
 __all__ = [
-    "CharLMRecipe", "CharLMResult", "char_lm_loss", "char_lm_sampler", "choose_recipe", "evaluation_times", "sample_text",
+    "CharLMRecipe", "CharLMResult", "Evaluations", "char_lm_loss", "char_lm_sampler", "choose_recipe", "evaluation_times", "sample_text",
     "split_text", "train_char_lm",
 ]
 
@@ -283,16 +284,24 @@ def train_char_lm(
 
     times = evaluation_times(budget_s, evaluations)
 
-    class Evaluations(flavours.callback_base(flavours.detect(model))):
-        def on_train_batch_end(self, batch, logs=None):
-            due = [t for t in times if t <= budget.elapsed_s]
-            if due and budget.progress < 1:
-                evaluate()  # once, even when a slow step (a trace) crossed several evaluation times
-                del times[: len(due)]
-
-    model.fit(data.train, epochs=1_000_000, shuffle=False, callbacks=[budget, Evaluations()], verbose=0)
+    evaluations = flavours.callback_class(Evaluations, flavours.detect(model))(budget, times, evaluate)
+    model.fit(data.train, epochs=1_000_000, shuffle=False, callbacks=[budget, evaluations], verbose=0)
     evaluate(final=True)
     return CharLMResult(model, vocabulary, recipe, curve, budget.steps_done, budget.elapsed_s)
+
+
+class Evaluations:
+    """Callback hooks: call ``evaluate()`` once the budget's training time passes each of ``times`` (seconds)."""
+
+    def __init__(self, budget: Any, times: list[float], evaluate: Callable[[], None]) -> None:
+        super().__init__()
+        self.budget, self.times, self.evaluate = budget, list(times), evaluate
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        due = [t for t in self.times if t <= self.budget.elapsed_s]
+        if due and self.budget.progress < 1:
+            self.evaluate()  # once, even when a slow step (a trace) crossed several evaluation times
+            del self.times[: len(due)]
 
 
 def sample_text(

@@ -20,7 +20,7 @@ from fastnlp.core.validation import (
     check_positive_number,
 )
 
-__all__ = ["learning_rate_budget", "warmup_decay_factor"]
+__all__ = ["LearningRateBudget", "learning_rate_budget", "warmup_decay_factor"]
 
 
 def warmup_decay_factor(progress: float, warmup_fraction: float = 0.05, final_fraction: float = 0.1) -> float:
@@ -95,49 +95,8 @@ def learning_rate_budget(
     flavours.require_compiled(model, "learning_rate_budget sets the optimizer's learning rate")
     _check_numeric_learning_rate(model)
 
-    class LearningRateBudget(flavours.callback_base(flavours.detect(model))):
-        """Warm-up and decay of the learning rate over a budget of seconds or steps; stops ``fit`` at its end.
-
-        It acts on the model it is fitted with (``self.model``), and counts optimizer steps, so
-        ``steps_per_execution`` and a transformed copy of ``model`` are budgeted alike.
-        """
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.elapsed_s, self.steps_done = 0.0, 0
-            self._peak = None
-
-        @property
-        def progress(self) -> float:
-            """How much of the budget is used, 0 to 1."""
-            return max(self.elapsed_s / seconds if seconds else 0.0, self.steps_done / steps if steps else 0.0)
-
-        def _optimizer(self) -> Any:
-            return getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
-
-        def _set(self) -> None:
-            self._optimizer().learning_rate.assign(self._peak * warmup_decay_factor(self.progress, warmup_fraction, final_fraction))
-
-        def on_train_begin(self, logs=None):
-            _check_numeric_learning_rate(self.model)
-            self._peak = float(self._optimizer().learning_rate.numpy())
-            self._set()
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._started = time.perf_counter()
-            self._iterations = int(self._optimizer().iterations.numpy())
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.elapsed_s += time.perf_counter() - self._started
-            self.steps_done += max(int(self._optimizer().iterations.numpy()) - self._iterations, 1)
-            if self.progress >= 1:
-                self.model.stop_training = True
-            self._set()
-
-        def on_train_end(self, logs=None):
-            self._optimizer().learning_rate.assign(self._peak)
-
-    return LearningRateBudget()
+    hooks = flavours.callback_class(LearningRateBudget, flavours.detect(model))
+    return hooks(seconds=seconds, steps=steps, warmup_fraction=warmup_fraction, final_fraction=final_fraction)
 
 
 def _check_numeric_learning_rate(model: Any) -> None:
@@ -149,3 +108,51 @@ def _check_numeric_learning_rate(model: Any) -> None:
             "learning_rate_budget sets the learning rate step by step; compile the model with a number as the "
             f"learning rate, not a schedule ({type(getattr(optimizer, '_learning_rate', optimizer.learning_rate)).__name__})"
         )
+
+
+class LearningRateBudget:
+    """Callback hooks (see :func:`learning_rate_budget`): warm-up and decay of the learning rate over a budget of
+    seconds or steps; stops ``fit`` at its end.
+
+    It acts on the model it is fitted with (``self.model``), and counts optimizer steps, so
+    ``steps_per_execution`` and a transformed copy of a model are budgeted alike.
+    """
+
+    def __init__(self, *, seconds: float | None, steps: int | None, warmup_fraction: float, final_fraction: float) -> None:
+        super().__init__()
+        self.seconds, self.steps = seconds, steps
+        self.warmup_fraction, self.final_fraction = warmup_fraction, final_fraction
+        self.elapsed_s, self.steps_done = 0.0, 0
+        self._peak: float | None = None
+
+    @property
+    def progress(self) -> float:
+        """How much of the budget is used, 0 to 1."""
+        by_time = self.elapsed_s / self.seconds if self.seconds else 0.0
+        return max(by_time, self.steps_done / self.steps if self.steps else 0.0)
+
+    def _optimizer(self) -> Any:
+        return getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+
+    def _set(self) -> None:
+        factor = warmup_decay_factor(self.progress, self.warmup_fraction, self.final_fraction)
+        self._optimizer().learning_rate.assign(self._peak * factor)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        _check_numeric_learning_rate(self.model)
+        self._peak = float(self._optimizer().learning_rate.numpy())
+        self._set()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+        self._iterations = int(self._optimizer().iterations.numpy())
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.elapsed_s += time.perf_counter() - self._started
+        self.steps_done += max(int(self._optimizer().iterations.numpy()) - self._iterations, 1)
+        if self.progress >= 1:
+            self.model.stop_training = True
+        self._set()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._optimizer().learning_rate.assign(self._peak)

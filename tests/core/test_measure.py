@@ -1,6 +1,6 @@
 import pytest
 
-from fastnlp.core.measure import TrainingRun, lstm_training_flops
+from fastnlp.core.measure import StepClock, TrainingRun, lstm_training_flops
 
 
 def test_time_to_a_loss_is_the_first_evaluation_at_or_below_it():
@@ -12,8 +12,11 @@ def test_time_to_a_loss_is_the_first_evaluation_at_or_below_it():
 
 
 def test_samples_per_second_is_the_median_window_after_warmup():
-    run = TrainingRun(batch_size=10, batch_seconds=[5.0, 5.0, 5.0] + [0.1] * 10 + [0.2] * 10 + [1.0] * 10)
-    assert run.samples_per_second() == pytest.approx(10 / 0.2)
+    clock = StepClock(batch_size=10)  # executions of 2 steps each: a slow warm-up, then 0.1, 0.2 and 1.0 s per step
+    seconds = [5.0, 5.0] + [0.2] * 5 + [0.4] * 5 + [2.0] * 5
+    clock.marks = [(sum(seconds[: i + 1]), 2 * (i + 1)) for i in range(len(seconds))]
+    assert clock.samples_per_second(warmup_steps=4) == pytest.approx(2 * 10 / 0.4)
+    assert StepClock(batch_size=10).samples_per_second(warmup_steps=0) is None
 
 
 def test_lstm_flops_count_every_layer_and_prediction():
