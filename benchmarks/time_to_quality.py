@@ -107,7 +107,7 @@ def lstm_step(shapes: tuple, rounds: int) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    from fastnlp.core.layers import hoisted_lstm_class
+    from fastnlp.speedups.hoisted_lstm import hoisted_lstm_class
 
     rows = []
     for batch, steps, width, units in shapes:

@@ -11,10 +11,10 @@ import contextlib
 import json
 import math
 import os
-import warnings
 import zipfile
 from typing import Any
 
+from fastnlp.core import notices
 from fastnlp.core import flavour as flavours
 from fastnlp.core.lineage import saved_lineage, set_lineage
 from fastnlp.core.validation import check_mapping, checked_path
@@ -201,12 +201,9 @@ class BestCheckpoint:
         if self.monitor.startswith("val_") and self.monitor[4:] in logs:
             if not self.warned:
                 self.warned = True
-                warnings.warn(
-                    f"best_checkpoint: {self.monitor!r} is not logged because fit has no validation data; saving "
+                notices.warn(f"best_checkpoint: {self.monitor!r} is not logged because fit has no validation data; saving "
                     f"each epoch's model to {self.path} instead of the best (pass validation_data, or monitor="
-                    f"{self.monitor[4:]!r})",
-                    stacklevel=2,
-                )
+                    f"{self.monitor[4:]!r})", UserWarning)
             return
         raise ValueError(
             f"best_checkpoint: monitor={self.monitor!r} is not logged (logged: {sorted(logs)}); this epoch's model "

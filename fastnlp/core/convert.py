@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import Any
 
 from fastnlp.core import flavour as flavours
-from fastnlp.core import layers as fastnlp_layers
+from fastnlp.core.serializables import fastnlp_counterpart
 from fastnlp.core.lineage import carry_lineage
 from fastnlp.core.rebuild import rebuild
 
@@ -38,7 +38,7 @@ def convert(model: Any, to: flavours.Flavour):
         return rebuild(model)
 
     def counterpart(layer: Any) -> Any:
-        cls = getattr(target.layers, type(layer).__name__, None) or fastnlp_layers.counterpart(layer, to)
+        cls = getattr(target.layers, type(layer).__name__, None) or fastnlp_counterpart(layer, to)
         if cls is None:
             raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) has no {to} counterpart")
         return cls.from_config(_portable_config(layer.get_config(), cls))

@@ -15,7 +15,7 @@ import sys
 from types import ModuleType
 from typing import Any, Literal
 
-from fastnlp.core import layers as fastnlp_layers
+from fastnlp.core.serializables import know_fastnlp_classes
 
 Flavour = Literal["keras", "tf_keras"]
 FLAVOURS: tuple[Flavour, ...] = ("keras", "tf_keras")
@@ -26,7 +26,6 @@ __all__ = [
     "callback_base",
     "callback_class",
     "check_rebuildable",
-    "compression_scope",
     "compile_arguments",
     "detect",
     "is_preprocessing",
@@ -36,6 +35,7 @@ __all__ = [
     "loss_scale_optimizer_class",
     "refuse_preprocessing",
     "require_compiled",
+    "set_untracked",
 ]
 
 
@@ -101,11 +101,7 @@ def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_ob
         >>> load_model(path, "keras").count_params()
         4
     """
-    fastnlp_layers.register_layers(flavour)  # models may hold fastnlp's own layers
-    if flavour == "tf_keras":  # models fastnlp.speedups.compress made hold tfmot's wrappers: know them without being told
-        from fastnlp.core.compression_objects import compression_objects
-
-        custom_objects = {**compression_objects(), **(custom_objects or {})}
+    know_fastnlp_classes(flavour)  # models may hold fastnlp's own classes, and tf_keras ones tfmot's wrappers
     options = {"safe_mode": safe_mode} if str(path).endswith(".keras") else {}  # HDF5 has no safe mode
     return keras_module(flavour).models.load_model(path, custom_objects=custom_objects, **options)
 
@@ -131,6 +127,23 @@ def callback_class(hooks: type, flavour: Flavour) -> type:
         ('Count', True)
     """
     return type(hooks.__name__, (hooks, callback_base(flavour)), {"__module__": hooks.__module__, "__doc__": hooks.__doc__})
+
+
+def set_untracked(model: Any, name: str, value: Any) -> None:
+    """``model.<name> = value`` without Keras counting ``value`` (a layer) as one of the model's own layers.
+
+    Each flavour's own switch for it: Keras 3's no-tracking scope, tf_keras's (TensorFlow's)
+    ``no_automatic_dependency_tracking``.
+    """
+    if detect(model) == "keras":
+        from keras.src.utils.tracking import DotNotTrackScope
+
+        with DotNotTrackScope():
+            setattr(model, name, value)
+        return
+    import tensorflow as tf
+
+    tf.__internal__.tracking.no_automatic_dependency_tracking(setattr)(model, name, value)
 
 
 def loss_scale_optimizer_class(flavour: Flavour) -> type:
@@ -182,25 +195,10 @@ def check_rebuildable(model: Any) -> None:
             f"({type(model).__qualname__}) does not allow; build it with keras.Sequential or the "
             f"functional API (keras.Model(inputs, outputs))"
         )
-    with compression_scope(model):
-        for layer in leaf_layers(model):
-            if not is_preprocessing(layer):
-                _check_recreatable(layer)
-
-
-def compression_scope(model: Any) -> Any:
-    """A custom-object scope that knows tfmot's wrappers where ``model`` holds them (else no scope): inside
-    it, their configs re-create them, as :func:`load_model` does for saved models."""
-    import contextlib
-
-    if not any(type(layer).__module__.startswith(_COMPRESSION_MODULES) for layer in leaf_layers(model)):
-        return contextlib.nullcontext()
-    from fastnlp.core.compression_objects import compression_objects
-
-    return keras_module(detect(model)).utils.custom_object_scope(compression_objects())
-
-
-_COMPRESSION_MODULES = ("tensorflow_model_optimization", "fastnlp.core.compression_objects")
+    know_fastnlp_classes(detect(model), compression=False)  # a compressed model's wrappers re-create themselves
+    for layer in leaf_layers(model):
+        if not is_preprocessing(layer):
+            _check_recreatable(layer)
 
 
 def refuse_preprocessing(model: Any, transform: str, why: str) -> None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import functools
 import platform
+import sys
 
-__all__ = ["cpu_flags", "cpu_model", "gpu_compute_capabilities", "gpu_names", "gpu_total_memory_mb", "has_gpu", "has_tpu"]
+__all__ = [
+    "cpu_flags", "cpu_model", "gpu_compute_capabilities", "gpu_in_use", "gpu_names", "gpu_total_memory_mb", "has_gpu", "has_tpu",
+    "logical_devices",
+]
 
 
 @functools.cache
@@ -95,6 +99,22 @@ def has_gpu() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.get_visible_devices("GPU"))
+
+
+def gpu_in_use() -> str | None:
+    """The first logical GPU's name where TensorFlow is imported already and runs on one (None: none; never imports it)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name if gpus else None
+
+
+def logical_devices(kind: str) -> list[str]:
+    """The names of TensorFlow's logical devices of ``kind`` (``"GPU"``, ``"CPU"``), e.g. to place replicas on."""
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_logical_devices(kind)]
 
 
 def has_tpu() -> bool:

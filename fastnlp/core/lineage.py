@@ -1,16 +1,21 @@
-"""What fastnlp did to make a model, kept with the model and saved with it.
+"""What fastnlp did to make a model, kept with the model as data and saved with it.
 
-A :class:`Lineage` lists the speedups applied, in order, the flavour the user's model started in
-(``strip_pruning`` returns to it) and, while the model trains under a ``tf.distribute`` strategy,
-how (:class:`Distribution`). It rides on the model as a small Keras object that
-``model.save(".keras")`` writes into the archive's assets (``assets/fastnlp_lineage/lineage.json``),
-in both flavours, the way Keras keeps a layer's dtype policy with the layer; :func:`saved_lineage`
-reads it back, and ``fastnlp.load_checkpoint`` puts it on the loaded model. A strategy is a live
-object: it is not saved, so a reloaded model is distributed again if it is to train so.
+A :class:`Lineage` is a frozen record: the speedups applied, in order, each as the entry shown to
+users and as a :class:`Step` (the transform's name and the arguments that would apply it again, as
+Composer's checkpoints keep them), the flavour the user's model started in (``strip_pruning`` returns
+to it), the units structured pruning kept per layer, and, while the model trains under a
+``tf.distribute`` strategy, how (:class:`Distribution`). It holds no live object and no function:
+the strategy itself is the model's own (Keras keeps it as ``model.distribute_strategy``), and what
+training under it needs is the model's class (``fastnlp.distribute`` returns a ``DistributedModel``).
+
+It rides on the model as a small Keras object that ``model.save(".keras")`` writes into the archive's
+assets (``assets/fastnlp_lineage/lineage.json``), in both flavours, the way Keras keeps a layer's dtype
+policy with the layer; :func:`saved_lineage` reads it back, and ``fastnlp.load_checkpoint`` puts it on
+the loaded model. The distribution is not saved: a reloaded model is distributed again if it is to
+train so.
 
 A model ``keras.models.load_model`` reads is the same model without the record (Keras skips the
-asset), so plain Keras can still load every file fastnlp saves. HDF5 (``.h5``) files have no assets
-and keep no lineage.
+asset). HDF5 (``.h5``) files have no assets and keep no lineage.
 """
 
 from __future__ import annotations
@@ -19,34 +24,51 @@ import dataclasses
 import functools
 import json
 import os
-import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 from fastnlp.core import flavour as flavours
+from fastnlp.core import notices
 
-__all__ = ["ATTRIBUTE", "Distribution", "Lineage", "applied_speedups", "carry_lineage", "lineage_of", "record", "saved_lineage", "set_lineage"]
+__all__ = [
+    "ATTRIBUTE", "Distribution", "Lineage", "Step", "applied_speedups", "carry_lineage", "lineage_of", "record", "saved_lineage",
+    "set_lineage",
+]
 
 #: The model attribute the record rides on, and so the assets folder ``model.save`` writes it to.
 ATTRIBUTE = "fastnlp_lineage"
 _FILE = "lineage.json"
-_FORMAT = 1
+_FORMAT = 2
+_READABLE_FORMATS = (1, 2)  # format 1: entries only
 
 
 @dataclasses.dataclass(frozen=True)
 class Distribution:
-    """How a model trains under a ``tf.distribute`` strategy: the strategy, the backup folder, and
-    ``install(model, strategy, backup_dir)``, which puts on a model what training it so needs
-    (``fastnlp.distribute``'s)."""
+    """How a model trains under a ``tf.distribute`` strategy: the strategy as described, and the backup folder."""
 
-    strategy: Any
-    backup_dir: str | None
-    install: Callable[[Any, Any, str | None], None]
+    strategy: str
+    backup_dir: str | None = None
 
-    def prepare(self, model: Any) -> None:
-        """Install on ``model`` (a copy built under :attr:`strategy`) what training it so needs."""
-        self.install(model, self.strategy, self.backup_dir)
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One applied speedup: the registered transform's name and the keyword arguments that apply it again.
+
+    Arguments that JSON cannot hold are kept as their ``repr``.
+
+    Examples:
+        >>> Step.of("prune", {"sparsity": 0.5, "strategy": object}).arguments["sparsity"]
+        0.5
+    """
+
+    name: str
+    arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, arguments: Mapping[str, Any]) -> Step:
+        """The step ``name(model, **arguments)``, its arguments made JSON-safe."""
+        return cls(name, {key: _json_safe(value) for key, value in arguments.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +82,27 @@ class Lineage:
 
     applied: tuple[str, ...] = ()
     origin_flavour: str | None = None  # the flavour of the first model given to fastnlp
-    distribution: Distribution | None = None  # live only: never saved
+    steps: tuple[Step, ...] = ()  # one per entry of `applied` that a registered transform made
+    units: Mapping[str, int] = dataclasses.field(default_factory=dict)  # units kept per layer by structured pruning
+    distribution: Distribution | None = None  # while it trains under a strategy; never saved
 
-    def then(self, entry: str, flavour: str, distribution: Distribution | None = None) -> Lineage:
-        """This lineage with ``entry`` applied to a model of ``flavour``."""
-        return Lineage((*self.applied, entry), self.origin_flavour or flavour, distribution or self.distribution)
+    def then(self, entry: str, flavour: str, step: Step | None = None, distribution: Distribution | None = None) -> Lineage:
+        """This lineage with ``entry`` (and its ``step``) applied to a model of ``flavour``."""
+        return dataclasses.replace(
+            self,
+            applied=(*self.applied, entry),
+            origin_flavour=self.origin_flavour or flavour,
+            steps=(*self.steps, step) if step is not None else self.steps,
+            distribution=distribution or self.distribution,
+        )
 
     def to_json(self) -> str:
-        """The saved part: what was applied and the origin flavour."""
-        return json.dumps({"format": _FORMAT, "applied": list(self.applied), "origin_flavour": self.origin_flavour})
+        """The saved part: everything but the distribution."""
+        steps = [{"name": step.name, "arguments": dict(step.arguments)} for step in self.steps]
+        return json.dumps({
+            "format": _FORMAT, "applied": list(self.applied), "origin_flavour": self.origin_flavour, "steps": steps,
+            "units": dict(self.units),
+        })
 
     @classmethod
     def from_json(cls, text: str) -> Lineage:
@@ -76,51 +110,66 @@ class Lineage:
 
         Examples:
             >>> Lineage.from_json(Lineage(("a", "b"), "keras").to_json())
-            Lineage(applied=('a', 'b'), origin_flavour='keras', distribution=None)
+            Lineage(applied=('a', 'b'), origin_flavour='keras', steps=(), units={}, distribution=None)
         """
         data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in _READABLE_FORMATS:
             raise ValueError(f"not a fastnlp lineage record (format {_FORMAT}): {text[:80]!r}")
         applied, origin = data.get("applied", []), data.get("origin_flavour")
         if not isinstance(applied, list) or not all(isinstance(entry, str) for entry in applied):
             raise ValueError(f"a lineage record's 'applied' must be a list of strings, got {applied!r:.80}")
         if origin is not None and origin not in flavours.FLAVOURS:
             raise ValueError(f"a lineage record's 'origin_flavour' must be one of {flavours.FLAVOURS}, got {origin!r:.80}")
-        return cls(tuple(applied), origin)
+        steps, units = data.get("steps", []), data.get("units", {})
+        well_formed = isinstance(steps, list) and all(
+            isinstance(step, dict) and isinstance(step.get("name"), str) and isinstance(step.get("arguments"), dict) for step in steps
+        )
+        if not well_formed:
+            raise ValueError(f"a lineage record's 'steps' must be a list of {{'name', 'arguments'}}, got {steps!r:.80}")
+        if not isinstance(units, dict) or not all(isinstance(n, int) and not isinstance(n, bool) for n in units.values()):
+            raise ValueError(f"a lineage record's 'units' must map layer names to counts, got {units!r:.80}")
+        return cls(tuple(applied), origin, tuple(Step(step["name"], step["arguments"]) for step in steps), units)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` where JSON holds it as it is, else its ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return repr(value)
 
 
 def lineage_of(model: Any) -> Lineage:
     """The lineage of ``model`` (empty for a model fastnlp did not make)."""
-    carrier = model.__dict__.get(ATTRIBUTE) if hasattr(model, "__dict__") else None
+    carrier = getattr(model, ATTRIBUTE, None)
     return carrier.lineage if carrier is not None else Lineage()
 
 
 def set_lineage(model: Any, lineage: Lineage) -> None:
-    """Put ``lineage`` on ``model``, replacing any it had."""
-    carrier = _carrier_class(flavours.detect(model))(lineage)
-    # object.__setattr__: Keras would track a layer set as an attribute as one of the model's own
-    object.__setattr__(model, ATTRIBUTE, carrier)
+    """Put ``lineage`` on ``model``, replacing any it had (an attribute Keras does not count as one of its layers)."""
+    flavours.set_untracked(model, ATTRIBUTE, _carrier_class(flavours.detect(model))(lineage))
 
 
-def record(model: Any, entry: str, source: Any, *, distribution: Distribution | None = None) -> None:
-    """Note on ``model`` that it is ``source`` with ``entry`` applied (``distribution``: it now trains so)."""
+def record(model: Any, entry: str, source: Any, *, step: Step | None = None, distribution: Distribution | None = None) -> None:
+    """Note on ``model`` that it is ``source`` with ``entry`` (``step``) applied (``distribution``: it now trains so)."""
     before = lineage_of(source)
     keep = distribution or lineage_of(model).distribution  # a rebuild under a strategy carried it over
-    set_lineage(model, before.then(entry, flavours.detect(source), keep))
+    set_lineage(model, before.then(entry, flavours.detect(source), step, keep))
 
 
 def carry_lineage(source: Any, copy: Any, *, distributed: bool = True) -> None:
-    """Give ``copy``, rebuilt from ``source``, ``source``'s lineage, and what training it under a strategy needs.
+    """Give ``copy``, rebuilt from ``source``, ``source``'s lineage: data only.
 
-    ``distributed=False``: ``copy`` was not built under ``source``'s strategy, so it keeps only what was applied.
+    ``distributed=False``: ``copy`` was not built under ``source``'s strategy, so its record leaves the distribution out.
     """
     lineage = lineage_of(source)
     if not distributed:
         lineage = dataclasses.replace(lineage, distribution=None)
-    if lineage.applied or lineage.distribution is not None:
+    if lineage != Lineage():
         set_lineage(copy, lineage)
-    if lineage.distribution is not None:
-        lineage.distribution.prepare(copy)
 
 
 def applied_speedups(model: Any) -> tuple[str, ...]:
@@ -174,7 +223,7 @@ def saved_lineage(path: str | os.PathLike) -> Lineage | None:
     except (KeyError, OSError, zipfile.BadZipFile):
         return None
     except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
-        warnings.warn(f"{os.fspath(path)}: loaded without fastnlp's lineage record: {error}", UserWarning, stacklevel=3)
+        notices.warn(f"{os.fspath(path)}: loaded without fastnlp's lineage record: {error}", UserWarning)
         return None
 
 

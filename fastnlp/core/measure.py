@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +50,7 @@ class PeakMemory:
         self.start_bytes = self.peak_bytes = 0
 
     def __enter__(self) -> PeakMemory:
-        self._gpu = _first_gpu()
+        self._gpu = hardware.gpu_in_use()
         if self._gpu is not None:
             import tensorflow as tf
 
@@ -89,15 +88,6 @@ class PeakMemory:
     def peak_increase_mb(self) -> float:
         """Peak resident memory above what the process held on entry, MB."""
         return (self.peak_bytes - self.start_bytes) / 2**20
-
-
-def _first_gpu() -> str | None:
-    """The first logical GPU's name, where TensorFlow is already imported and sees one."""
-    tf = sys.modules.get("tensorflow")  # no GPU can be in use where TensorFlow was never imported
-    if tf is None:
-        return None
-    gpus = tf.config.list_logical_devices("GPU")
-    return gpus[0].name if gpus else None
 
 
 class StepClock:

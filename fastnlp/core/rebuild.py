@@ -17,7 +17,6 @@ from fastnlp.core.flavour import (
     Flavour,
     check_rebuildable,
     compile_arguments,
-    compression_scope,
     detect,
     is_preprocessing,
     keras_module,
@@ -156,7 +155,7 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: 
         cls = (layer_class(layer) if layer_class is not None else None) or layer.__class__
         return cls.from_config(config)
 
-    with _uncompiled(model), compression_scope(model):
+    with _uncompiled(model):
         return keras.models.clone_model(model, clone_function=clone_layer)
 
 

@@ -10,13 +10,13 @@ which kernel will run and why; the speedups ask the same questions of this modul
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from fastnlp.core import flavour, hardware
 
 __all__ = [
-    "HARMLESS_SETTINGS", "CudnnStatus", "cudnn_blockers", "cudnn_report", "hoisting_blockers", "jit_compiled", "makes_mask",
-    "recurrent_layers",
+    "FIXABLE_SETTINGS", "CudnnStatus", "FastPath", "cudnn_report", "cudnn_would_run", "fast_path_blockers", "jit_compiled",
+    "makes_mask", "recurrent_layers",
 ]
 
 
@@ -58,12 +58,11 @@ def cudnn_report(model: Any) -> list[CudnnStatus]:
         >>> print(cudnn_report(model)[0])  # doctest: +ELLIPSIS
         lstm_1 (LSTM): cuDNN-eligible — ...no GPU visible...
     """
-    keras = flavour.keras_module(flavour.detect(model))
     statuses = []
     gpu = hardware.has_gpu()
     xla = jit_compiled(model)
     for layer, masked in recurrent_layers(model):  # masked: an Embedding(mask_zero=True) or Masking upstream, by name
-        blockers = cudnn_blockers(layer, isinstance(layer, keras.layers.GRU))
+        blockers = fast_path_blockers(layer, "cudnn")
         notes = list(blockers)
         if not blockers:
             if xla:
@@ -77,28 +76,67 @@ def cudnn_report(model: Any) -> list[CudnnStatus]:
 
 
 #: settings that block cuDNN without being part of the layer's math: enable_cudnn changes them
-HARMLESS_SETTINGS = {"unroll": False, "use_cudnn": "auto"}
+FIXABLE_SETTINGS = {"unroll": False, "use_cudnn": "auto"}
+
+#: the executions :func:`fast_path_blockers` answers for
+FastPath = Literal["cudnn", "hoisted"]
 
 
-def cudnn_blockers(layer: Any, is_gru: bool, harmless: bool = True) -> list[str]:
-    """What keeps ``layer`` off cuDNN; with ``harmless=False`` only what would change its math to fix."""
+def fast_path_blockers(layer: Any, path: FastPath, *, masked: bool = False, fixable: bool = True) -> list[str]:
+    """Why ``layer`` (an LSTM or GRU, either flavour) cannot run ``path``; empty: it can.
+
+    The one rule for both fast executions, read from the layer's config: ``"cudnn"``, the fused cuDNN
+    kernel (a GPU, and for a masked layer right-padded data, are the run's to supply); ``"hoisted"``,
+    fastnlp's loop with the input projection before it, which reproduces the stock math only for an
+    LSTM with tanh and sigmoid, no recurrent dropout, not unrolled, batch-major, and no mask.
+
+    Args:
+        layer: the recurrent layer.
+        path: ``"cudnn"`` or ``"hoisted"``.
+        masked: a padding mask reaches the layer.
+        fixable: include the settings that block the path without being part of the layer's math
+            (:data:`FIXABLE_SETTINGS`; ``enable_cudnn`` changes them); ``False``: only what would change its math.
+
+    Examples:
+        >>> import keras
+        >>> fast_path_blockers(keras.layers.LSTM(4, unroll=True), "cudnn")
+        ['unroll=True']
+        >>> fast_path_blockers(keras.layers.LSTM(4, unroll=True), "cudnn", fixable=False)
+        []
+        >>> fast_path_blockers(keras.layers.LSTM(4), "hoisted", masked=True)
+        ['a mask (masked steps keep the previous state)']
+    """
+    if path not in ("cudnn", "hoisted"):
+        raise ValueError(f"path must be 'cudnn' or 'hoisted', got {path!r}")
     config = layer.get_config()
+    needs = "cuDNN needs" if path == "cudnn" else "the hoisted loop needs"
     blockers = []
     if config.get("activation") != "tanh":
-        blockers.append(f"activation={config.get('activation')!r} (cuDNN needs 'tanh')")
+        blockers.append(f"activation={config.get('activation')!r} ({needs} 'tanh')")
     if config.get("recurrent_activation") != "sigmoid":
-        blockers.append(f"recurrent_activation={config.get('recurrent_activation')!r} (cuDNN needs 'sigmoid')")
+        blockers.append(f"recurrent_activation={config.get('recurrent_activation')!r} ({needs} 'sigmoid')")
     if config.get("recurrent_dropout", 0):
-        blockers.append(f"recurrent_dropout={config['recurrent_dropout']} (cuDNN needs 0)")
-    if config.get("unroll") and harmless:
+        blockers.append(f"recurrent_dropout={config['recurrent_dropout']} ({needs} 0)")
+    if config.get("unroll") and (fixable or path == "hoisted"):
         blockers.append("unroll=True")
-    if not config.get("use_bias", True):
-        blockers.append("use_bias=False")
-    if is_gru and not config.get("reset_after", True):
-        blockers.append("reset_after=False (cuDNN's GRU resets after the matrix product)")
-    if getattr(layer, "use_cudnn", "auto") is False and harmless:  # Keras 3 only, and not in its config
-        blockers.append("use_cudnn=False")
+    if path == "cudnn":
+        if not config.get("use_bias", True):
+            blockers.append("use_bias=False")
+        if "reset_after" in config and not config["reset_after"]:
+            blockers.append("reset_after=False (cuDNN's GRU resets after the matrix product)")
+        if getattr(layer, "use_cudnn", "auto") is False and fixable:  # Keras 3 only, and not in its config
+            blockers.append("use_cudnn=False")
+    else:
+        if config.get("time_major"):
+            blockers.append("time_major=True")
+        if masked:
+            blockers.append("a mask (masked steps keep the previous state)")
     return blockers
+
+
+def cudnn_would_run(layer: Any) -> bool:
+    """Whether TensorFlow would run ``layer`` on cuDNN here: it is eligible (masks aside) and a GPU is visible."""
+    return hardware.has_gpu() and not fast_path_blockers(layer, "cudnn")
 
 
 def makes_mask(layer: Any, keras: Any) -> bool:
@@ -131,20 +169,3 @@ def jit_compiled(model: Any) -> bool:
     """Whether ``model`` is compiled with ``jit_compile=True`` (XLA)."""
     arguments = flavour.compile_arguments(model) or {}
     return arguments.get("jit_compile") is True
-
-
-def hoisting_blockers(layer: Any, masked: str | None) -> list[str]:
-    """Why ``layer``'s loop cannot be hoisted without changing its math (empty: it can)."""
-    config = layer.get_config()
-    reasons = []
-    if config.get("activation") != "tanh" or config.get("recurrent_activation") != "sigmoid":
-        reasons.append("activations other than tanh/sigmoid")
-    if config.get("recurrent_dropout"):
-        reasons.append("recurrent_dropout (a new mask inside the loop)")
-    if config.get("unroll"):
-        reasons.append("unroll=True")
-    if config.get("time_major"):
-        reasons.append("time_major=True")
-    if masked:
-        reasons.append("a mask (masked steps keep the previous state)")
-    return reasons

@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from fastnlp.core.flavour import check_rebuildable
-from fastnlp.core.lineage import Distribution, record
+from fastnlp.core.lineage import Distribution, Step, record
 from fastnlp.core.notices import warn_no_effect
 from fastnlp.core.rebuild import rebuild
 
 __all__ = [
-    "STAGES", "Applied", "NoEffect", "Registry", "TextTransform", "Transform", "model_transforms", "plan", "registered_text_transforms",
-    "speedup", "text_transform",
+    "STAGES", "Applied", "NoEffect", "Registry", "TextTransform", "Transform", "finishing_step", "model_transforms", "plan",
+    "registered_text_transforms", "speedup", "text_transform",
 ]
 
 #: Stages in the order they must be applied (see the module docstring for why).
@@ -95,6 +95,7 @@ class NoEffect:
 
 
 _MODEL_TRANSFORMS: Registry[Transform] = Registry("transform")
+_FINISHING_STEPS: Registry[Callable] = Registry("finishing step")
 
 
 def speedup(*, stage: str, conflicts: Iterable[str] = (), returns: str | None = None) -> Callable[[Callable], Callable]:
@@ -102,30 +103,47 @@ def speedup(*, stage: str, conflicts: Iterable[str] = (), returns: str | None = 
 
     The registered function checks the model first (``TypeError`` for anything but a Sequential or
     functional Keras model), warns and returns an unchanged copy on :class:`NoEffect`, and records
-    what was applied on the model it returns.
+    what was applied, with its arguments, on the model it returns. ``speedups=[...]`` lists take it.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
 
     def decorate(body: Callable[..., Applied | NoEffect]) -> Callable:
-        name = body.__name__
-
-        @functools.wraps(body)
-        def transform(model: Any, *args: Any, **kwargs: Any) -> Any:
-            check_rebuildable(model)
-            outcome = body(model, *args, **kwargs)
-            if isinstance(outcome, NoEffect):
-                warn_no_effect(name, outcome.reason)
-                outcome = Applied(rebuild(model), f"{outcome.entry}: no effect")
-            record(outcome.model, outcome.entry, model, distribution=outcome.distribution)
-            return outcome.model
-
-        # callers get a model, not the body's Applied/NoEffect: say so to inspect.signature and help()
-        transform.__signature__ = inspect.signature(body).replace(return_annotation="Any")
-        _MODEL_TRANSFORMS.add(name, Transform(name, transform, stage, frozenset(conflicts), returns))
+        transform = _with_preamble(body)
+        _MODEL_TRANSFORMS.add(body.__name__, Transform(body.__name__, transform, stage, frozenset(conflicts), returns))
         return transform
 
     return decorate
+
+
+def finishing_step(body: Callable[..., Applied | NoEffect]) -> Callable:
+    """Declare a model transform that ends a speedup's work (``strip_pruning``): the same preamble and record as
+    :func:`speedup`, but not one a ``speedups=[...]`` list applies."""
+    transform = _with_preamble(body)
+    _FINISHING_STEPS.add(body.__name__, transform)
+    return transform
+
+
+def _with_preamble(body: Callable[..., Applied | NoEffect]) -> Callable:
+    """``body`` wrapped in what every model transform does alike (see :func:`speedup`)."""
+    name = body.__name__
+    signature = inspect.signature(body)
+
+    @functools.wraps(body)
+    def transform(model: Any, *args: Any, **kwargs: Any) -> Any:
+        check_rebuildable(model)
+        outcome = body(model, *args, **kwargs)
+        given = signature.bind_partial(model, *args, **kwargs).arguments
+        if isinstance(outcome, NoEffect):
+            warn_no_effect(name, outcome.reason)
+            outcome = Applied(rebuild(model), f"{outcome.entry}: no effect")
+        step = Step.of(name, {key: value for key, value in list(given.items())[1:]})
+        record(outcome.model, outcome.entry, model, step=step, distribution=outcome.distribution)
+        return outcome.model
+
+    # callers get a model, not the body's Applied/NoEffect: say so to inspect.signature and help()
+    transform.__signature__ = signature.replace(return_annotation="Any")
+    return transform
 
 
 def model_transforms() -> tuple[Transform, ...]:

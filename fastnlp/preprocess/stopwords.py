@@ -21,10 +21,10 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import os
-import warnings
 import zipfile
 from collections.abc import Iterable
 
+from fastnlp.core import notices
 from fastnlp.core.validation import checked_path
 
 __all__ = ["StopwordsNotFoundError", "load_stopwords", "resolve_stopwords", "stopword_languages"]
@@ -176,7 +176,7 @@ def load_stopwords(language: str = "english", *, data_dir: str | os.PathLike | N
     except StopwordsNotFoundError:
         return _load_shipped(language)
     except ValueError as damaged:  # a broken download on NLTK's path must not break the default
-        warnings.warn(f"{damaged}; using the English list fastnlp ships", UserWarning, stacklevel=2)
+        notices.warn(f"{damaged}; using the English list fastnlp ships", UserWarning)
         return _load_shipped(language)
 
 

@@ -1,6 +1,6 @@
 """``train_char_lm``: the best character LM this machine can train in a given number of seconds.
 
-The recipe, measured on this project's 2-core CPU (docs/benchmarks.md, "Time to a good model"):
+The recipe (its method card and figures: docs/training.md, docs/benchmarks.md "Time to a good model"):
 every-position targets on short windows, one hoisted-projection LSTM layer, a fairly high peak
 learning rate decayed linearly to the end of the budget, and a model size that grows with the
 budget. Validation is nanoGPT's ``shakespeare_char`` measure: the last ``validation_split`` of the
@@ -85,15 +85,14 @@ class CharLMResult:
 def choose_recipe(budget_s: float, matmul_flops: float | None = None) -> CharLMRecipe:
     """The settings for a budget of ``budget_s`` training seconds on this machine.
 
-    The rules, from runs on this project's 2-core CPU (docs/training.md has the table):
+    The rules (docs/training.md has the runs they come from, and the machine):
 
     * width grows with the fifth root of the compute in the budget: a larger model learns more per
       step but takes fewer of them. The compute is ``budget_s`` times this machine's rate for the
       LSTM's step-shaped matrix product (``matmul_flops``, measured in about 0.3 s when not given),
-      relative to the reference machine, where 256 units were best at 37 s and 384 at 300 s;
-    * 32-character windows and batches of 32 (64-character windows reached 2.07 at 37 s where 32
-      reached 1.78): many cheap updates leave the unigram plateau soonest; the first 150 batches
-      shorter still (``seq_len_warmup``: 1.72-1.75 at 37 s against 1.78-1.80 without);
+      relative to the reference machine's;
+    * 32-character windows and batches of 32: many cheap updates leave the unigram plateau soonest;
+      the first 150 batches shorter still (``seq_len_warmup``);
     * the peak learning rate falls with the square root of the width (6e-3 at 256 units).
 
     Args:

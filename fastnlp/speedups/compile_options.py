@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from fastnlp.core import notices
 from fastnlp.core import flavour, hardware
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import rebuild
@@ -23,10 +24,10 @@ __all__ = ["set_steps_per_execution", "use_xla"]
 def use_xla(model: Any) -> Applied:
     """Return a copy of ``model`` compiled with ``jit_compile=True`` (XLA); ``model`` is untouched.
 
-    XLA fuses operations into compiled kernels. It is not always faster: on this project's CPU a
-    tf_keras LSTM trained about 4x slower under XLA and a Keras 3 one no faster, so it warns on a
-    machine without a GPU; and a cuDNN LSTM cannot be XLA-compiled, so on a GPU it warns that the
-    recurrent layers it names fall back to the generic kernel. Measure before you keep it.
+    XLA fuses operations into compiled kernels. It is not always faster on a CPU (docs/gpu.md's
+    method card has the figures), so it warns on a machine without a GPU; and a cuDNN LSTM cannot be
+    XLA-compiled, so on a GPU it warns that the recurrent layers it names fall back to the generic
+    kernel. Measure before you keep it (:func:`fastnlp.tune` does).
 
     Args:
         model: a compiled Sequential or functional model, Keras 3 or tf_keras.
@@ -51,17 +52,13 @@ def use_xla(model: Any) -> Applied:
     flavour.refuse_preprocessing(model, "use_xla", "works on strings or lookup tables, which XLA cannot compile")
     result = _recompiled(model, "use_xla", jit_compile=True)
     if not hardware.has_gpu():
-        warnings.warn(
-            "use_xla: no GPU visible; on CPUs XLA often trains LSTMs slower (about 4x slower for a tf_keras "
-            "LSTM on this project's CPU): measure before you keep it", SpeedupWarning, stacklevel=3,
-        )
+        notices.warn("use_xla: no GPU visible; on CPUs XLA often trains LSTMs slower (docs/gpu.md): measure before "
+            "you keep it", SpeedupWarning)
     else:
         eligible = [status.layer for status in cudnn_report(model) if status.eligible]
         if eligible:
-            warnings.warn(
-                f"use_xla: XLA cannot compile the cuDNN kernel, so {eligible} run the generic kernel under XLA; "
-                "compare with cudnn_report and a timed run", SpeedupWarning, stacklevel=3,
-            )
+            notices.warn(f"use_xla: XLA cannot compile the cuDNN kernel, so {eligible} run the generic kernel under XLA; "
+                "compare with cudnn_report and a timed run", SpeedupWarning)
     return Applied(result, "use_xla (jit_compile=True)")
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from fastnlp.core import notices
 from fastnlp.core import flavour, hardware
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import edit_wrapped, rebuild
-from fastnlp.core.recurrent import HARMLESS_SETTINGS, cudnn_blockers, recurrent_layers
+from fastnlp.core.recurrent import FIXABLE_SETTINGS, fast_path_blockers, recurrent_layers
 from fastnlp.core.registry import Applied, NoEffect, speedup
 from fastnlp.core.validation import check_positive_int
 
@@ -74,7 +75,7 @@ def configure_gpu(
 
     gpus = tf.config.list_physical_devices("GPU")  # does not start the runtime
     if not gpus:
-        warnings.warn("configure_gpu: no GPU visible to TensorFlow; nothing to configure", SpeedupWarning, stacklevel=2)
+        notices.warn("configure_gpu: no GPU visible to TensorFlow; nothing to configure", SpeedupWarning)
         return []
     chosen = gpus if devices is None else _select(gpus, devices)
     applied = []
@@ -151,7 +152,7 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied | NoEffect:
     recurrent = [layer for layer, _masked in recurrent_layers(model)]
     blocked = {}
     for layer in recurrent:
-        reasons = cudnn_blockers(layer, isinstance(layer, keras.layers.GRU), harmless=False)
+        reasons = fast_path_blockers(layer, "cudnn", fixable=False)
         if reasons:
             blocked[layer.name] = reasons
     described = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in blocked.items())
@@ -161,7 +162,7 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied | NoEffect:
             f"if you accept that, or pass skip_blocked=True to leave those layers as they are"
         )
     if blocked:
-        warnings.warn(f"enable_cudnn: left on the generic kernel: {described}", SpeedupWarning, stacklevel=3)
+        notices.warn(f"enable_cudnn: left on the generic kernel: {described}", SpeedupWarning)
     if not recurrent:
         return NoEffect("the model has no LSTM or GRU layer", "enable_cudnn")
     to_change = [layer.name for layer in recurrent if layer.name not in blocked and _needs_change(layer)]
@@ -169,20 +170,20 @@ def enable_cudnn(model: Any, skip_blocked: bool = False) -> Applied | NoEffect:
         why = "every LSTM/GRU layer is cuDNN-eligible already" if not blocked else "no layer that can be made eligible needs a change"
         return NoEffect(why, "enable_cudnn")
 
-    def harmless(layer: Any, config: dict) -> dict:
+    def fix(layer: Any, config: dict) -> dict:
         if not isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)) or layer.name in blocked:
             return config
-        return {**config, **{key: value for key, value in HARMLESS_SETTINGS.items() if key in config or hasattr(layer, key)}}
+        return {**config, **{key: value for key, value in FIXABLE_SETTINGS.items() if key in config or hasattr(layer, key)}}
 
     def edit(layer: Any, config: dict, is_output: bool) -> dict:
-        return edit_wrapped(layer, harmless(layer, config), harmless)
+        return edit_wrapped(layer, fix(layer, config), fix)
 
     result = rebuild(model, edit)
     if not hardware.has_gpu():
-        warnings.warn("enable_cudnn: no GPU visible, so the generic kernel runs here all the same", SpeedupWarning, stacklevel=3)
+        notices.warn("enable_cudnn: no GPU visible, so the generic kernel runs here all the same", SpeedupWarning)
     return Applied(result, f"enable_cudnn({sorted(to_change)})" + (f" (left as they were: {list(blocked)})" if blocked else ""))
 
 
 def _needs_change(layer: Any) -> bool:
     """Whether a setting that keeps ``layer`` off cuDNN without being part of its math is set (``unroll``, ``use_cudnn``)."""
-    return bool(layer.get_config().get("unroll")) or getattr(layer, "use_cudnn", "auto") is False
+    return fast_path_blockers(layer, "cudnn") != fast_path_blockers(layer, "cudnn", fixable=False)

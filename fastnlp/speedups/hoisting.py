@@ -1,20 +1,19 @@
 """``hoist_lstm_projection``: train LSTMs on the schedule cuDNN uses, on any device, with the same math.
 
-See :mod:`fastnlp.core.layers` for what changes in the execution. Measured on this project's 2-core CPU
-(docs/benchmarks.md has the table): a training step of a 256-unit LSTM over 256-wide inputs ran
-about 1.45x the stock layer's speed, and the 384-unit single layer of ``fastnlp train`` about 1.8x.
+See :mod:`fastnlp.speedups.hoisted_lstm` for what changes in the execution, and the method card in
+docs/training.md (figures in docs/benchmarks.md, with the machines they come from) for when it pays.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from fastnlp.core import notices
 from fastnlp.core import flavour, hardware
-from fastnlp.core.layers import hoisted_lstm_class, is_hoisted_lstm
+from fastnlp.speedups.hoisted_lstm import hoisted_lstm_class, is_hoisted_lstm
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import rebuild
-from fastnlp.core.recurrent import hoisting_blockers, recurrent_layers
+from fastnlp.core.recurrent import fast_path_blockers, recurrent_layers
 from fastnlp.core.registry import Applied, NoEffect, speedup
 
 __all__ = ["hoist_lstm_projection", "stock_lstm_layers"]
@@ -56,23 +55,21 @@ def hoist_lstm_projection(model: Any) -> Applied | NoEffect:
     kind = flavour.detect(model)
     chosen, kept = set(), {}
     for layer, masked in recurrent_layers(model, of=("LSTM",), inside_wrappers=False):
-        reasons = hoisting_blockers(layer, masked)
+        reasons = fast_path_blockers(layer, "hoisted", masked=masked is not None)
         if reasons:
             kept[layer.name] = reasons
         elif not is_hoisted_lstm(layer):
             chosen.add(layer.name)
     if kept:
         described = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in kept.items())
-        warnings.warn(f"hoist_lstm_projection: kept the stock loop for {described}", SpeedupWarning, stacklevel=3)
+        notices.warn(f"hoist_lstm_projection: kept the stock loop for {described}", SpeedupWarning)
     if not chosen:
         return NoEffect("no LSTM layer whose loop can be hoisted (or all already are)", "hoist_lstm_projection")
     hoisted = hoisted_lstm_class(kind)
     result = rebuild(model, layer_class=lambda layer: hoisted if layer.name in chosen else None)
     if hardware.has_gpu():
-        warnings.warn(
-            "hoist_lstm_projection: a GPU is visible, so cuDNN-eligible layers keep running cuDNN, which already "
-            "hoists the projection", SpeedupWarning, stacklevel=3,
-        )
+        notices.warn("hoist_lstm_projection: a GPU is visible, so cuDNN-eligible layers keep running cuDNN, which already "
+            "hoists the projection", SpeedupWarning)
     return Applied(result, f"hoist_lstm_projection({sorted(chosen)})")
 
 

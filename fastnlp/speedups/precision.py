@@ -6,9 +6,9 @@ carries a per-layer dtype policy, and the model you passed in keeps its own.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from fastnlp.core import notices
 from fastnlp.core import flavour, hardware
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import edit_wrapped, rebuild, wrapped_layers
@@ -56,15 +56,13 @@ def enable_mixed_precision(model: Any, policy: str = "auto") -> Applied | NoEffe
     if chosen is None:
         return NoEffect(reason, "enable_mixed_precision(policy='auto')")
     if reason:
-        warnings.warn(f"enable_mixed_precision({chosen!r}): {reason}", SpeedupWarning, stacklevel=3)
+        notices.warn(f"enable_mixed_precision({chosen!r}): {reason}", SpeedupWarning)
 
     custom = [layer.name for layer in flavour.leaf_layers(model) if _is_custom(layer)]
     if custom:
-        warnings.warn(
-            f"enable_mixed_precision: kept {custom} in float32: a custom layer's own sub-layers take the global "
+        notices.warn(f"enable_mixed_precision: kept {custom} in float32: a custom layer's own sub-layers take the global "
             f"policy, not the one set on it (to run them mixed, call keras.mixed_precision.set_global_policy before "
-            f"building the model)", SpeedupWarning, stacklevel=3,
-        )
+            f"building the model)", SpeedupWarning)
 
     def set_policy(layer: Any, config: dict, is_output: bool) -> dict:
         def one(layer: Any, config: dict) -> dict:  # a wrapper's layers (Bidirectional's LSTMs) take it too
@@ -131,7 +129,7 @@ def auto_policy(
         return "mixed_bfloat16", ""
     detail = (
         "it has AVX512-BF16 but no AMX, where TensorFlow's guide expects mixed_bfloat16 to run slower "
-        "(a 3-layer LSTM measured about 6% slower on such a CPU)"
+        "(docs/precision.md)"
         if "avx512_bf16" in cpu_flags
         else "it has neither AMX nor AVX512-BF16"
     )

@@ -1,7 +1,7 @@
 """``tune``: measure the speedups on this machine and keep the fastest combination.
 
-A speedup is not a speedup until measured on the machine at hand: mixed bfloat16 slowed LSTMs down
-on this project's CPU, and XLA made a tf_keras LSTM 4x slower. :func:`tune` trains a few steps of each
+A speedup is not a speedup until measured on the machine at hand: the same speedup is a gain on one
+CPU kind and a loss on another (docs/benchmarks.md). :func:`tune` trains a few steps of each
 candidate (a copy of the model with some registered speedups applied), times them after warm-up
 (graph tracing and XLA compilation excluded), and returns the fastest as a fresh copy of the input
 model, with the table of what it measured. The input is measured too, and a candidate must beat it
@@ -36,7 +36,17 @@ from fastnlp.speedups.gpu import enable_cudnn
 from fastnlp.speedups.hoisting import hoist_lstm_projection
 from fastnlp.speedups.precision import enable_mixed_precision
 
-__all__ = ["Measurement", "TuneResult", "default_candidates", "tune"]
+__all__ = ["Candidate", "Measurement", "TuneResult", "default_candidates", "tune"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One configuration :func:`tune` measures: its name in the table, the speedups (as ``build_lstm`` takes
+    them) and the batch size it trains with (None: the dataset's own)."""
+
+    name: str
+    speedups: tuple = ()
+    batch_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,51 +176,52 @@ def tune(
         check_positive_int(batch_sizes=size)
     if memory_budget_mb is not None:
         check_positive_number(memory_budget_mb=memory_budget_mb)
-    candidates = [(name, list(speedups), None) for name, speedups in _checked_candidates(candidates)]
-    for name, speedups, _ in candidates:
-        catalog.plan(speedups)  # unknown or impossible combinations fail now, not after minutes of tuning
+    tried = [Candidate(name, tuple(speedups)) for name, speedups in _checked_candidates(candidates)]
+    for candidate in tried:
+        catalog.plan(candidate.speedups)  # unknown or impossible combinations fail now, not after minutes of tuning
     input_batch = _batch_size(dataset)
-    candidates += [(f"batch_size={size}", [], size) for size in sorted(set(batch_sizes) - {input_batch})]
+    tried += [Candidate(f"batch_size={size}", (), size) for size in sorted(set(batch_sizes) - {input_batch})]
     deadline = time.perf_counter() + time_budget_s
 
-    def measure(name: str, speedups: list, size: int | None) -> Measurement:
-        size = size or input_batch
+    def measure(candidate: Candidate) -> Measurement:
+        size = candidate.batch_size or input_batch
         data = (dataset if size == input_batch else dataset.unbatch().batch(size, drop_remainder=True)).repeat()
-        measured = _measure(name, model, speedups, data=data, steps=steps, warmup_steps=warmup_steps, batch_size=size)
+        measured = _measure(candidate.name, model, list(candidate.speedups), data=data, steps=steps, warmup_steps=warmup_steps, batch_size=size)
         over = memory_budget_mb is not None and (measured.peak_memory_mb or 0) > memory_budget_mb
         note = f"over the memory budget ({measured.peak_memory_mb:.0f} MB > {memory_budget_mb:.0f} MB)" if over else measured.note
         return dataclasses.replace(measured, batch_size=size, within_budget=not over, note=note)
 
-    baseline = measure("input", [], None)
+    baseline = measure(Candidate("input", ()))
     if baseline.samples_per_s is None:  # nothing can be compared with it, and every candidate would fail alike
         raise ValueError(
             f"tune: the input model cannot train on dataset ({baseline.note}); check that dataset yields "
             f"batches of (inputs, labels) the model accepts"
         )
-    measurements = [baseline]
-    for name, speedups, size in candidates:
+    measured: dict[Candidate, Measurement] = {}
+    for candidate in tried:
         if time.perf_counter() > deadline:
-            measurements.append(Measurement(name, None, "skipped: time budget spent", size or input_batch))
+            measured[candidate] = Measurement(candidate.name, None, "skipped: time budget spent", candidate.batch_size or input_batch)
             continue
-        measurements.append(measure(name, speedups, size))
+        measured[candidate] = measure(candidate)
     beats = functools.partial(_beats, baseline=baseline, min_gain=min_gain)
-    winners = [candidate for candidate, m in zip(candidates, measurements[1:]) if beats(m)]
+    winners = [candidate for candidate, m in measured.items() if beats(m)]
     if combine and len(winners) > 1:
-        chosen = [spec for _, specs, _ in winners for spec in specs]
-        sizes = [(m.samples_per_s, c[2]) for c, m in zip(candidates, measurements[1:]) if c in winners and c[2]]
+        chosen = tuple(spec for candidate in winners for spec in candidate.speedups)
+        sizes = [(measured[c].samples_per_s, c.batch_size) for c in winners if c.batch_size]
         size = max(sizes)[1] if sizes else None
-        name = " + ".join(name for name, _, own in winners if own is None or own == size)
-        if " + " in name and _combinable(chosen) and time.perf_counter() <= deadline:
-            candidates.append((name, chosen, size))
-            measurements.append(measure(name, chosen, size))
+        name = " + ".join(c.name for c in winners if c.batch_size is None or c.batch_size == size)
+        if " + " in name and _combinable(list(chosen)) and time.perf_counter() <= deadline:
+            combined = Candidate(name, chosen, size)
+            measured[combined] = measure(combined)
+    measurements = (baseline, *measured.values())
     within = [m for m in measurements if m.within_budget]
     if not within:
         raise ValueError(f"tune: every configuration, the input included, went over memory_budget_mb={memory_budget_mb}")
     best = max(within, key=lambda m: m.samples_per_s or 0.0)
     if best is baseline or not beats(best):
-        return TuneResult(rebuild(model), "input", tuple(measurements), input_batch)
-    _, speedups, size = next(c for c in candidates if c[0] == best.name)
-    return TuneResult(_apply(model, speedups), best.name, tuple(measurements), size or input_batch)
+        return TuneResult(rebuild(model), "input", measurements, input_batch)
+    winner = next(candidate for candidate, m in measured.items() if m is best)
+    return TuneResult(_apply(model, winner.speedups), best.name, measurements, winner.batch_size or input_batch)
 
 
 def _checked_candidates(candidates: Any) -> list[tuple[str, list]]:

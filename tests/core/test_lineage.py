@@ -18,7 +18,7 @@ from fastnlp import (
     set_steps_per_execution,
     strip_pruning,
 )
-from fastnlp.core.lineage import ATTRIBUTE, Lineage, lineage_of, saved_lineage
+from fastnlp.core.lineage import ATTRIBUTE, Lineage, Step, lineage_of, saved_lineage
 
 
 def tiny(flavour):
@@ -44,7 +44,9 @@ def test_a_saved_and_reloaded_model_lists_what_was_applied(flavour, tmp_path, qu
         "set_steps_per_execution(steps=2)",
     )
     assert lineage_of(reloaded).origin_flavour == flavour
-    assert saved_lineage(path) == Lineage(applied_speedups(model), flavour)
+    assert saved_lineage(path) == lineage_of(model) == lineage_of(reloaded)
+    steps = lineage_of(reloaded).steps  # each with the arguments that apply it again
+    assert steps == (Step("enable_mixed_precision", {"policy": "mixed_bfloat16"}), Step("set_steps_per_execution", {"steps": 2}))
 
 
 def test_best_checkpoint_saves_the_lineage_too(flavour, tmp_path, quiet):
@@ -94,10 +96,15 @@ def test_strip_pruning_of_a_reloaded_model_returns_the_flavour_prune_was_given(t
 
 
 def test_lineage_json_round_trip_and_bad_records():
-    lineage = Lineage(("a", "b"), "tf_keras")
+    lineage = Lineage(("a", "b"), "tf_keras", (Step("prune", {"sparsity": 0.5}),), {"lstm": 64})
     assert Lineage.from_json(lineage.to_json()) == lineage
+    assert Lineage.from_json('{"format": 1, "applied": ["a"], "origin_flavour": "keras"}') == Lineage(("a",), "keras")
     with pytest.raises(ValueError, match="not a fastnlp lineage record"):
         Lineage.from_json('{"format": 99}')
+    with pytest.raises(ValueError, match="'steps' must be"):
+        Lineage.from_json('{"format": 2, "applied": [], "steps": [{"name": 1}]}')
+    with pytest.raises(ValueError, match="'units' must map"):
+        Lineage.from_json('{"format": 2, "applied": [], "units": {"lstm": "half"}}')
 
 
 def test_applied_speedups_refuses_what_is_no_model():

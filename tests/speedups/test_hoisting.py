@@ -1,5 +1,6 @@
 """The hoisted-projection LSTM: the stock layer's outputs and gradients, a faster schedule, stock where it must."""
 
+import sys
 import warnings
 
 import numpy as np
@@ -16,8 +17,8 @@ from fastnlp import (
 )
 from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert
-from fastnlp.core.layers import hoisted_lstm_class, hoisted_recurrence, is_hoisted_lstm
 from fastnlp.core.notices import NoEffectWarning, SpeedupWarning
+from fastnlp.speedups.hoisted_lstm import hoisted_lstm_class, hoisted_recurrence, is_hoisted_lstm
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning")
 
@@ -131,11 +132,10 @@ def test_prune_after_hoisting_is_refused_in_build_lstm():
 
 
 def test_where_cudnn_would_run_the_layer_keeps_the_stock_path(flavour, monkeypatch, machine):
-    import fastnlp.core.layers
-
     hoisted_calls = []
     machine.pretend(gpus=[(9, 0)])  # as on a GPU machine
-    monkeypatch.setattr(fastnlp.core.layers, "_hoisted_lstm", lambda *a, **k: hoisted_calls.append(1))
+    module = sys.modules[hoisted_lstm_class(flavour).__module__]
+    monkeypatch.setattr(module, "hoisted_lstm", lambda *a, **k: hoisted_calls.append(1))
     layer = hoisted_lstm_class(flavour).from_config(flavours.keras_module(flavour).layers.LSTM(4).get_config())
     layer(np.zeros((2, 3, 5), "float32"))  # the stock path (cuDNN on a GPU; here its generic fallback)
     assert hoisted_calls == []

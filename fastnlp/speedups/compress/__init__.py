@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
     """``RecurrentQuantizeConfig`` on first use: defining it imports tensorflow-model-optimization, which
     ``from fastnlp import build_lstm`` should not pay for."""
     if name == "RecurrentQuantizeConfig":
-        from fastnlp.core.compression_objects import RecurrentQuantizeConfig
+        from fastnlp.speedups.compress.objects import RecurrentQuantizeConfig
 
         return RecurrentQuantizeConfig
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

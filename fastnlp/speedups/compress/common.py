@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from fastnlp.core import notices
 from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert
 from fastnlp.core.notices import FlavourWarning
@@ -26,13 +26,9 @@ def tf_keras_copy(model: Any, transform: str) -> Any:
         )
     if flavours.detect(model) == "tf_keras":
         return rebuild(model)
-    warnings.warn(
-        f"{transform}: the result is a tf_keras model: tensorflow-model-optimization wraps only tf_keras "
+    notices.warn(f"{transform}: the result is a tf_keras model: tensorflow-model-optimization wraps only tf_keras "
         f"layers. Train it with fit as usual; fastnlp.strip_pruning(..., to='keras') and fastnlp.to_tflite "
-        f"bring it back out",
-        FlavourWarning,
-        stacklevel=3,
-    )
+        f"bring it back out", FlavourWarning)
     return convert(model, "tf_keras")
 
 

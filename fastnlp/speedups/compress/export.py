@@ -11,12 +11,12 @@ batches of any size, in chunks of the exported batch.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from fastnlp.core import notices
 from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert, reassemble
 from fastnlp.core.notices import SpeedupWarning
@@ -143,10 +143,8 @@ _MIN_QUANTIZED_ELEMENTS = 1024
 
 def _widen_narrow_lstm_inputs(model: Any) -> Any:
     """``model`` with zero features appended before each LSTM whose per-gate input weights are too small
-    to quantize, and zero rows appended to its kernel: the same outputs, and an op the converter quantizes.
-
-    Measured: the blog's 3 x LSTM(128) on (100, 1) inputs exported with "dynamic" only 2.5x smaller
-    than float32, its first LSTM (128 x 1 input weights per gate) left float32 whole.
+    to quantize, and zero rows appended to its kernel: the same outputs, and an op the converter quantizes
+    (without it, such an LSTM stays float32 whole; docs/benchmarks.md has the sizes).
     """
     import tensorflow as tf
 
@@ -252,12 +250,8 @@ def _fused_flavour(model: Any) -> Any:
     try:
         return convert(model, "tf_keras")
     except TypeError as error:
-        warnings.warn(
-            f"to_tflite: exporting the Keras 3 model as it is ({error}); its LSTMs become WHILE loops, "
-            f"slower than the fused op, and int8 quantization will fail",
-            SpeedupWarning,
-            stacklevel=3,
-        )
+        notices.warn(f"to_tflite: exporting the Keras 3 model as it is ({error}); its LSTMs become WHILE loops, "
+            f"slower than the fused op, and int8 quantization will fail", SpeedupWarning)
         return model
 
 
@@ -344,12 +338,8 @@ def _check_agreement(model: Any, content: bytes, inputs: np.ndarray) -> None:
     expected = model.predict(inputs, verbose=0).argmax(-1)
     agreement = float(np.mean(LiteRTModel(content).predict(inputs).argmax(-1) == expected))
     if agreement < _MIN_AGREEMENT:
-        warnings.warn(
-            f"to_tflite: the int8 export agrees with the model on only {agreement:.0%} of the top predictions "
-            f"for {len(inputs)} calibration inputs; check its quality, or use quantization='dynamic'",
-            SpeedupWarning,
-            stacklevel=3,
-        )
+        notices.warn(f"to_tflite: the int8 export agrees with the model on only {agreement:.0%} of the top predictions "
+            f"for {len(inputs)} calibration inputs; check its quality, or use quantization='dynamic'", SpeedupWarning)
 
 
 def _warn_unfused(model: Any, ops: tuple[str, ...]) -> None:
@@ -357,12 +347,8 @@ def _warn_unfused(model: Any, ops: tuple[str, ...]) -> None:
         kind = type(getattr(layer, "layer", layer)).__name__
         fused = _FUSED_RECURRENT.get(kind)
         if fused and fused not in ops:
-            warnings.warn(
-                f"to_tflite: layer {layer.name!r} ({kind}) did not become {fused} (ops: {list(ops)}); "
-                f"LiteRT will run it as a loop of small ops",
-                SpeedupWarning,
-                stacklevel=3,
-            )
+            notices.warn(f"to_tflite: layer {layer.name!r} ({kind}) did not become {fused} (ops: {list(ops)}); "
+                f"LiteRT will run it as a loop of small ops", SpeedupWarning)
             return
 
 

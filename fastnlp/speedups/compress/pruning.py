@@ -17,10 +17,10 @@ import numpy as np
 
 from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert
-from fastnlp.core.lineage import lineage_of, record
+from fastnlp.core.lineage import lineage_of
 from fastnlp.core.notices import warn_no_effect
 from fastnlp.core.rebuild import compile_like, rebuild
-from fastnlp.core.registry import Applied, speedup
+from fastnlp.core.registry import Applied, finishing_step, speedup
 from fastnlp.core.validation import (
     check_fraction,
     check_non_negative_int,
@@ -91,7 +91,7 @@ def prune(
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.core.compression_objects import MaskedPruneLowMagnitude, pruning_wrapper_class
+    from fastnlp.speedups.compress.objects import MaskedPruneLowMagnitude, pruning_wrapper_class
 
     check_fraction("sparsity", sparsity)
     check_fraction("initial_sparsity", initial_sparsity)
@@ -136,7 +136,8 @@ def prune(
     return Applied(pruned, f"prune(sparsity={sparsity}, schedule={schedule!r}, layers={sorted(chosen)})")
 
 
-def strip_pruning(model: Any, *, to: str | None = None) -> Any:
+@finishing_step
+def strip_pruning(model: Any, *, to: str | None = None) -> Applied:
     """The plain model inside a pruned one, with each pruned weight multiplied by its mask.
 
     Args:
@@ -166,7 +167,7 @@ def strip_pruning(model: Any, *, to: str | None = None) -> Any:
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.core.compression_objects import pruning_wrapper_class
+    from fastnlp.speedups.compress.objects import pruning_wrapper_class
 
     if flavours.detect(model) != "tf_keras":
         raise TypeError(f"strip_pruning takes the tf_keras model prune returned, got a {flavours.detect(model)} model")
@@ -184,12 +185,11 @@ def strip_pruning(model: Any, *, to: str | None = None) -> Any:
         plain.get_layer(wrapper.layer.name).set_weights(values)
     compile_like(plain, model)
     measured = weight_sparsity(plain)
-    if not any(measured.values()):
+    if not any(measured.values()):  # the wrappers go all the same: the result is not an unchanged copy
         warn_no_effect("strip_pruning", "no weight was pruned: fit the pruned model for at least `frequency` steps first")
     result = convert(plain, target) if target != "tf_keras" else plain
     summary = ", ".join(f"{name}={value:.2f}" for name, value in measured.items())
-    record(result, f"strip_pruning(sparsity: {summary})", model)
-    return result
+    return Applied(result, f"strip_pruning(sparsity: {summary})")
 
 
 def weight_sparsity(model: Any) -> dict[str, float]:

@@ -70,7 +70,7 @@ def quantize(model: Any) -> Applied:
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.core.compression_objects import RecurrentQuantizeConfig
+    from fastnlp.speedups.compress.objects import RecurrentQuantizeConfig
 
     check_layers(model, QUANTIZABLE_LAYERS, "quantize")
     check_float32(model, "quantize")

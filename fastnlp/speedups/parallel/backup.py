@@ -13,42 +13,32 @@ worker reads the chief's backup, and one atomic rename commits a weights file an
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import keras
 
-from fastnlp.core import flavour
+from fastnlp.core.lineage import lineage_of
 from fastnlp.speedups.parallel.cluster import is_chief
 
-__all__ = ["EpochBackup", "train_with_backup"]
+__all__ = ["EpochBackup", "with_backup"]
 
 _STATE = "state.json"
 
 
-def train_with_backup(model: Any, backup_dir: str | os.PathLike, strategy: Any) -> None:
-    """Make ``model.fit`` (of the model :func:`fastnlp.distribute` just built) back up to ``backup_dir``."""
-    backup_dir = os.fspath(backup_dir)
-    if flavour.detect(model) == "tf_keras":
-        callback_class = flavour.keras_module("tf_keras").callbacks.BackupAndRestore
-        make_callback = functools.partial(callback_class, backup_dir)
-    else:
-        callback_class = EpochBackup
-        make_callback = functools.partial(EpochBackup, backup_dir, strategy)
-    plain_fit = model.fit
-
-    @functools.wraps(plain_fit)
-    def fit_with_backup(*args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
-        callbacks = list(callbacks or [])
-        if not any(isinstance(callback, callback_class) for callback in callbacks):
-            callbacks.append(make_callback())
-        return plain_fit(*args, callbacks=callbacks, **kwargs)
-
-    model.fit = fit_with_backup
+def with_backup(model: Any, callbacks: Any, kind: type, make: Callable[[str], Any]) -> list:
+    """``callbacks`` (of ``fit``), plus ``make(folder)`` where ``model``'s lineage names a backup folder and none of
+    ``callbacks`` is a ``kind`` already."""
+    distribution = lineage_of(model).distribution
+    callbacks = list(callbacks or [])
+    if distribution is not None and distribution.backup_dir is not None:
+        if not any(isinstance(callback, kind) for callback in callbacks):
+            callbacks.append(make(distribution.backup_dir))
+    return callbacks
 
 
 class EpochBackup(keras.callbacks.Callback):

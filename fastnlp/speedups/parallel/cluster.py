@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import os
-import warnings
 from typing import Any
+
+from fastnlp.core import notices
+from fastnlp.core import hardware
 
 __all__ = ["STRATEGY_NAMES", "cluster_configured", "init_distributed", "is_chief", "resolve_strategy", "workers"]
 
@@ -84,10 +86,8 @@ def init_distributed(*, port_base: int = 8888, communication: str = "auto") -> A
     source = cluster_configured()
     if source is None:
         strategy = _local_strategy(tf)
-        warnings.warn(
-            f"init_distributed: no cluster configured (no TF_CONFIG, no multi-task Slurm step); "
-            f"training on this machine with {type(strategy).__name__}", UserWarning, stacklevel=2,
-        )
+        notices.warn(f"init_distributed: no cluster configured (no TF_CONFIG, no multi-task Slurm step); "
+            f"training on this machine with {type(strategy).__name__}", UserWarning)
     else:
         if context.context()._initialized:
             raise RuntimeError(
@@ -137,8 +137,7 @@ def resolve_strategy(strategy: Any) -> Any:
             raise RuntimeError("strategy='multi_worker' needs a cluster (TF_CONFIG or a Slurm step) and init_distributed()")
         return _local_strategy(tf)
     if strategy == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        return _mirrored(tuple(d.name for d in gpus or tf.config.list_logical_devices("CPU")))
+        return _mirrored(tuple(hardware.logical_devices("GPU") or hardware.logical_devices("CPU")))
     return tf.distribute.get_strategy()
 
 
@@ -154,9 +153,9 @@ def _mirrored(devices: tuple[str, ...]) -> Any:
 
 def _local_strategy(tf: Any) -> Any:
     """``MirroredStrategy`` over several local GPUs, else the default strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = hardware.logical_devices("GPU")
     if len(gpus) > 1:
-        return _mirrored(tuple(d.name for d in gpus))
+        return _mirrored(tuple(gpus))
     return tf.distribute.get_strategy()
 
 

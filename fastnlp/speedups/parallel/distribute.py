@@ -11,28 +11,35 @@ Three calls, the same on a laptop and on a cluster::
 :func:`~fastnlp.speedups.parallel.cluster.init_distributed` sets up the strategy of the cluster the
 worker belongs to; this module trains a model and a dataset under it.
 
+The model :func:`distribute` returns is a ``DistributedModel``, a functional model whose class owns
+what training under a strategy needs, in each flavour (``distributed_model_keras``,
+``distributed_model_tf_keras``); its lineage holds the data (the strategy described, the backup
+folder), and Keras holds the strategy (``model.distribute_strategy``). A later speedup's copy keeps
+the class, the strategy and the record, because ``clone_model`` keeps a functional subclass.
+
 Keras 3 ``fit`` fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585). Two causes,
 both in Keras's TensorFlow trainer: before the first step it builds the model from one batch that it
 reduces across workers *eagerly* (``strategy.reduce("MEAN", batch)``) only to learn its shapes, and
 the cross-worker eager reduce cannot convert the per-replica batch; after each step it reduces the
-scalar logs with ``strategy.reduce("MEAN", value, axis=0)``, which fails on a rank-0 value. The model
-:func:`distribute` returns builds from the local replica's part of the batch (only shapes matter)
-and returns its logs as rank-1 values, whose axis-0 mean across workers is the scalar Keras expects.
+scalar logs with ``strategy.reduce("MEAN", value, axis=0)``, which fails on a rank-0 value. The Keras 3
+``DistributedModel`` builds from the local replica's part of the batch (only shapes matter) and
+returns its logs as rank-1 values, whose axis-0 mean across workers is the scalar Keras expects.
 tf_keras needs neither.
 """
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import os
-import types
 import warnings
 from typing import Any
 
+from fastnlp.core import notices
 from fastnlp.core import flavour
 from fastnlp.core.lineage import Distribution, lineage_of
 from fastnlp.core.notices import SpeedupWarning
-from fastnlp.core.rebuild import rebuild
+from fastnlp.core.rebuild import compile_like, rebuild
 from fastnlp.core.registry import Applied, NoEffect, speedup
 from fastnlp.core.validation import (
     check_bool,
@@ -40,10 +47,9 @@ from fastnlp.core.validation import (
     check_positive_int,
     checked_path,
 )
-from fastnlp.speedups.parallel.backup import train_with_backup
 from fastnlp.speedups.parallel.cluster import resolve_strategy, workers
 
-__all__ = ["distribute", "distribute_dataset"]
+__all__ = ["distribute", "distribute_dataset", "distributed_model_class"]
 
 #: Strategy names :func:`distribute` accepts, besides a ``tf.distribute.Strategy``.
 
@@ -55,9 +61,10 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
     The copy is rebuilt inside ``strategy.scope()`` (its variables mirrored on every replica), holds
     ``model``'s weights — on a multi-worker cluster the *chief's*, so every worker starts, and stays,
     identical although each built its own model with its own random weights — and is compiled as
-    ``model`` was (a fresh optimizer of the same config). Train it with plain ``fit``, in either
-    flavour: for Keras 3 under ``MultiWorkerMirroredStrategy`` the copy carries the route around
-    keras-team/keras#20585 described in :mod:`fastnlp.speedups.parallel.distribute`.
+    ``model`` was (a fresh optimizer of the same config). It is a ``DistributedModel``, a functional
+    model whose class owns training under the strategy: train it with plain ``fit``, in either flavour
+    (for Keras 3 under ``MultiWorkerMirroredStrategy`` its class takes the route around
+    keras-team/keras#20585 described in :mod:`fastnlp.speedups.parallel.distribute`).
 
     Args:
         model: a Sequential or functional model, Keras 3 or tf_keras.
@@ -108,22 +115,29 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
     if replicas == 1 and workers(strategy) == 1:
         if backup_dir is None:
             return NoEffect("one device and no cluster: nothing to parallelize", f"distribute({type(strategy).__name__})")
-        warnings.warn(
-            "distribute: one device and no cluster, so nothing is parallelized; the backup applies",
-            SpeedupWarning, stacklevel=3,
-        )
+        notices.warn("distribute: one device and no cluster, so nothing is parallelized; the backup applies", SpeedupWarning)
     with strategy.scope():
-        result = rebuild(model)
+        copy = rebuild(model)
+        result = distributed_model_class(flavour.detect(model))(copy.inputs, copy.outputs, name=copy.name)  # copy's layers
+        compile_like(result, copy)
         if learning_rate is not None:
             _optimizer_config_owner(result.optimizer).learning_rate = learning_rate
     if workers(strategy) > 1:
         _take_chief_weights(result, strategy)
-    distribution = Distribution(strategy, backup_dir, _prepare)
-    distribution.prepare(result)
     name = "MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else type(strategy).__name__
     described = f"{name}, {workers(strategy)} worker(s), {replicas} replica(s) in sync"
     extras = (", learning rate scaled" if learning_rate is not None else "") + (f", backup in {backup_dir}" if backup_dir else "")
-    return Applied(result, f"distribute({described}{extras})", distribution)
+    return Applied(result, f"distribute({described}{extras})", Distribution(described, backup_dir))
+
+
+def distributed_model_class(kind: str) -> type:
+    """The ``DistributedModel`` class of flavour ``kind``.
+
+    Examples:
+        >>> distributed_model_class("keras").__module__
+        'fastnlp.speedups.parallel.distributed_model_keras'
+    """
+    return importlib.import_module(f"fastnlp.speedups.parallel.distributed_model_{kind}").DistributedModel
 
 
 def distribute_dataset(
@@ -216,15 +230,6 @@ def _batching_step(dataset: Any) -> str | None:
     return None
 
 
-def _prepare(model: Any, strategy: Any, backup_dir: str | None) -> None:
-    """Install on ``model`` what training under ``strategy`` needs, and the backup if asked (the
-    lineage calls it again for every copy a later speedup makes)."""
-    if workers(strategy) > 1 and flavour.detect(model) == "keras":
-        _route_around_keras_20585(model, strategy)
-    if backup_dir is not None:
-        train_with_backup(model, backup_dir, strategy)
-
-
 def _optimizer_config_owner(optimizer: Any) -> Any:
     return getattr(optimizer, "inner_optimizer", optimizer)  # a loss-scaling wrapper holds the real one
 
@@ -258,30 +263,3 @@ def _take_chief_weights(model: Any, strategy: Any) -> None:
 
     for variable, value in zip(variables, chief_values(), strict=True):
         variable.assign(strategy.experimental_local_results(value)[0])
-
-
-def _route_around_keras_20585(model: Any, strategy: Any) -> None:
-    """Give a Keras 3 model the two fixes multi-worker ``fit`` needs (see the module docstring)."""
-    import tensorflow as tf
-
-    def symbolic_build_from_local_batch(self, iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v,
-                    next(batches),
-                )
-                break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def rank_one_logs(step):
-        def step_with_rank_one_logs(data):
-            return tf.nest.map_structure(lambda v: tf.reshape(v, [-1]) if v.shape.rank == 0 else v, step(data))
-
-        return step_with_rank_one_logs
-
-    model._maybe_symbolic_build = types.MethodType(symbolic_build_from_local_batch, model)
-    model.train_step = rank_one_logs(model.train_step)
-    model.test_step = rank_one_logs(model.test_step)

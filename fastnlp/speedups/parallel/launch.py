@@ -26,10 +26,10 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from fastnlp.core import notices
 from fastnlp.core.validation import (
     check_mapping,
     check_non_negative_int,
@@ -149,13 +149,9 @@ def launch_local_workers(
             problem = str(error)
     if isolate_network:
         raise OSError(f"isolate_network=True, but the workers cannot be isolated here: {problem}")
-    warnings.warn(
-        f"launch_local_workers: the workers' TensorFlow servers listen on every network interface and run what "
+    notices.warn(f"launch_local_workers: the workers' TensorFlow servers listen on every network interface and run what "
         f"they are sent; they cannot be isolated here ({problem}). Use a machine or container with no untrusted "
-        f"network, or pass isolate_network=False to silence this",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+        f"network, or pass isolate_network=False to silence this", RuntimeWarning)
     with _stop_on_termination():
         return _supervise(**settings)
 

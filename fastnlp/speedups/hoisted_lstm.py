@@ -1,4 +1,4 @@
-"""Layers that fastnlp models may hold: an LSTM that projects every time step's input before its loop.
+"""The hoisted LSTM: an LSTM that projects every time step's input before its loop.
 
 Keras's generic LSTM kernel multiplies ``x_t @ W`` and ``h @ U`` inside its time loop, and its
 automatic gradient does four more matrix products per step (``dx``, ``dW``, ``dh``, ``dU``). cuDNN
@@ -11,9 +11,11 @@ layout are the stock layer's: the class only changes how the loop is executed.
 
 The layer keeps the stock execution where that is the better or the only one: where cuDNN would run
 (a GPU is visible and the layer is cuDNN-eligible), with a mask, recurrent dropout, ``unroll=True``
-or activations other than tanh/sigmoid. :func:`hoisted_lstm_class` returns the class for a flavour;
-both are registered for saving as ``fastnlp>HoistedLSTM``, so a saved model loads wherever
-``fastnlp`` is imported (:func:`fastnlp.load_checkpoint` does so).
+or activations other than tanh/sigmoid (:func:`fastnlp.core.recurrent.fast_path_blockers` is the rule).
+Each flavour's class is defined in its own module (:mod:`fastnlp.speedups.hoisted_lstm_keras`,
+:mod:`fastnlp.speedups.hoisted_lstm_tf_keras`) and registered with Keras as ``fastnlp>HoistedLSTM``;
+:func:`hoisted_lstm_class` returns the one for a flavour, and :func:`fastnlp.load_checkpoint` knows
+both through :data:`fastnlp.core.serializables.MODULES`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import functools
 import importlib
 from typing import Any
 
-from fastnlp.core import hardware
+from fastnlp.core.recurrent import cudnn_would_run, fast_path_blockers
 
-__all__ = ["counterpart", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted_lstm", "register_layers"]
+__all__ = ["hoistable", "hoisted_lstm", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted_lstm"]
 
 
 def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) -> tuple[Any, Any, Any]:
@@ -106,7 +108,7 @@ def _recurrence_function() -> Any:
     return recurrence
 
 
-def _hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *, go_backwards: bool, return_sequences: bool):
+def hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *, go_backwards: bool, return_sequences: bool):
     """Batch-major LSTM over ``sequences`` (batch, time, features): ``(last_output, outputs, [h, c])``."""
     import tensorflow as tf
 
@@ -128,21 +130,11 @@ def _hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kerne
     return h, outputs, [h, c]
 
 
-def _hoistable(layer: Any, mask: Any) -> bool:
+def hoistable(layer: Any, mask: Any) -> bool:
     """Whether the hoisted loop computes what ``layer``'s stock kernel would, and cuDNN would not run instead."""
-    cell = layer.cell
-    standard = (
-        mask is None
-        and not layer.unroll
-        and not cell.recurrent_dropout
-        and getattr(cell.activation, "__name__", None) == "tanh"
-        and getattr(cell.recurrent_activation, "__name__", None) == "sigmoid"
-    )
-    cudnn_would_run = hardware.has_gpu() and cell.use_bias and getattr(layer, "use_cudnn", "auto") in ("auto", True)
-    return standard and not cudnn_would_run
+    return not fast_path_blockers(layer, "hoisted", masked=mask is not None) and not cudnn_would_run(layer)
 
 
-@functools.cache
 def hoisted_lstm_class(flavour: str) -> type:
     """The ``HoistedLSTM`` class of ``flavour`` (``"keras"`` or ``"tf_keras"``), registered for saving.
 
@@ -156,73 +148,11 @@ def hoisted_lstm_class(flavour: str) -> type:
         >>> bool(np.allclose(hoisted(x), y, atol=1e-6))
         True
     """
-    module = importlib.import_module(flavour)
-    base = module.layers.LSTM
-    register = module.saving.register_keras_serializable if flavour == "keras" else module.utils.register_keras_serializable
-
-    if flavour == "keras":
-
-        class HoistedLSTM(base):
-            """A Keras 3 ``LSTM`` whose loop is executed as cuDNN schedules it (see :mod:`fastnlp.core.layers`)."""
-
-            def inner_loop(self, sequences, initial_state, mask, training=False):
-                if isinstance(mask, (list, tuple)):
-                    mask = mask[0]
-                if not _hoistable(self, mask):
-                    return super().inner_loop(sequences, initial_state, mask, training=training)
-                if training and self.dropout:
-                    sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
-                cell = self.cell
-                return _hoisted_lstm(
-                    sequences, initial_state[0], initial_state[1], cell.kernel.value, cell.recurrent_kernel.value,
-                    cell.bias.value if cell.use_bias else None,
-                    go_backwards=self.go_backwards, return_sequences=self.return_sequences,
-                )
-
-    else:
-
-        class HoistedLSTM(base):
-            """A tf_keras ``LSTM`` whose loop is executed as cuDNN schedules it (see :mod:`fastnlp.core.layers`)."""
-
-            def call(self, inputs, mask=None, training=None, initial_state=None):
-                if isinstance(mask, (list, tuple)):
-                    mask = mask[0]
-                ragged = not hasattr(inputs, "shape") or type(inputs).__name__ == "RaggedTensor"
-                if ragged or self.time_major or not _hoistable(self, mask):
-                    return super().call(inputs, mask=mask, training=training, initial_state=initial_state)
-                inputs, initial_state, _ = self._process_inputs(inputs, initial_state, None)
-                self.reset_dropout_mask()
-                dropout = self.get_dropout_mask_for_cell(inputs, training, count=4)
-                if dropout is not None:  # the stock fused path also applies one mask (shaped like the inputs) to every gate
-                    mask_of_inputs = dropout[0]
-                    inputs = inputs * (mask_of_inputs if mask_of_inputs.shape.rank == 3 else mask_of_inputs[:, None, :])
-                cell = self.cell
-                last, outputs, states = _hoisted_lstm(
-                    inputs, initial_state[0], initial_state[1], cell.kernel, cell.recurrent_kernel,
-                    cell.bias if cell.use_bias else None,
-                    go_backwards=self.go_backwards, return_sequences=self.return_sequences,
-                )
-                if self.stateful:
-                    for variable, value in zip(self.states, states):
-                        variable.assign(value)
-                output = outputs if self.return_sequences else last
-                return [output, *states] if self.return_state else output
-
-    HoistedLSTM.__qualname__ = HoistedLSTM.__name__
-    HoistedLSTM.__module__ = __name__
-    return register(package="fastnlp", name="HoistedLSTM")(HoistedLSTM)
-
-
-def register_layers(flavour: str) -> None:
-    """Make ``flavour``'s loader know fastnlp's layers (call it before loading a saved model)."""
-    hoisted_lstm_class(flavour)
+    if flavour not in ("keras", "tf_keras"):
+        raise ValueError(f"flavour must be 'keras' or 'tf_keras', got {flavour!r}")
+    return importlib.import_module(f"{__name__}_{flavour}").HoistedLSTM
 
 
 def is_hoisted_lstm(layer: Any) -> bool:
     """Whether ``layer`` is a :class:`HoistedLSTM` of either flavour."""
-    return type(layer).__name__ == "HoistedLSTM" and type(layer).__module__ == __name__
-
-
-def counterpart(layer: Any, flavour: str) -> type | None:
-    """The class of ``flavour`` that re-creates fastnlp's ``layer`` from its config (``None``: not fastnlp's)."""
-    return hoisted_lstm_class(flavour) if is_hoisted_lstm(layer) else None
+    return type(layer).__name__ == "HoistedLSTM" and type(layer).__module__.startswith(__name__)

@@ -1,8 +1,10 @@
 """What a tf_keras loader must know to read back a model that :mod:`fastnlp.speedups.compress` made:
 tfmot's wrappers, fastnlp's pruning wrapper that keeps a padding mask, and :class:`RecurrentQuantizeConfig`.
 
-This module imports tensorflow-model-optimization; it is imported only when such a model is loaded
-or made.
+Importing this module registers them all with tf_keras (as tfmot's own ``prune_scope`` and
+``quantize_scope`` would, for good), so tf_keras's loader and ``from_config`` know them without a
+scope; :data:`fastnlp.core.serializables.MODULES` lists it for the loader. It imports
+tensorflow-model-optimization, so it is imported only when such a model is loaded or made.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class RecurrentQuantizeConfig(_config_base()):
 
 
 def compression_objects() -> dict[str, Any]:
-    """tfmot's pruning and quantization classes and fastnlp's recurrent ``QuantizeConfig``, by name.
+    """tfmot's pruning and quantization classes and fastnlp's own compression classes, by name.
 
     Examples:
         >>> sorted(name for name in compression_objects() if name.startswith("Prune"))
@@ -93,3 +95,12 @@ def compression_objects() -> dict[str, Any]:
             objects.update(named)
     objects[MaskedPruneLowMagnitude.__name__] = MaskedPruneLowMagnitude
     return objects
+
+
+def _register() -> None:
+    import tf_keras
+
+    tf_keras.utils.get_custom_objects().update(compression_objects())
+
+
+_register()
