@@ -168,3 +168,80 @@ def test_each_rule_catches_a_breach(tmp_path, monkeypatch, source, check):
     monkeypatch.setitem(MODULES, "fastnlp.core.probe", tmp_path / "probe.py")
     with pytest.raises(AssertionError, match="fastnlp.core.probe"):
         check()
+
+
+#: Keras methods a model's class owns: setting one on an instance patches behaviour onto one model.
+MODEL_METHODS = {
+    "fit", "evaluate", "predict", "train_step", "test_step", "predict_step", "call", "compile", "save",
+    "make_train_function", "make_test_function", "_maybe_symbolic_build", "_symbolic_build",
+}
+
+
+def test_no_method_is_set_on_an_instance_and_no_keras_attribute_is_bypassed():
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            found += [
+                f"{module}:{node.lineno} sets .{target.attr} on an instance"
+                for target in targets
+                if isinstance(target, ast.Attribute) and target.attr in MODEL_METHODS
+            ]
+            if isinstance(node, ast.Attribute) and node.attr == "MethodType":
+                found.append(f"{module}:{node.lineno} binds a function to one instance (types.MethodType)")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "__setattr__":
+                if isinstance(node.func.value, ast.Name) and node.func.value.id == "object":
+                    found.append(f"{module}:{node.lineno} bypasses the class's __setattr__ (object.__setattr__)")
+    assert not found, "\n".join(found)
+
+
+def test_the_loader_list_names_every_module_that_registers_a_keras_class():
+    from fastnlp.core.serializables import MODULES as LISTED
+
+    listed = {name for names in LISTED.values() for name in names}
+    registering = {
+        module for module, path in MODULES.items()
+        if any(f"{call}(" in path.read_text(encoding="utf-8") for call in ("register_keras_serializable", "get_custom_objects().update"))
+        and module != "fastnlp.core.serializables"
+    }
+    assert listed == registering
+    assert all(layer(module) is not None and layer(module) > 0 for module in listed)  # beside their speedups, not in core
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_core_calls_no_speedups_function_at_run_time(tmp_path):
+    """Rebuilding, converting, saving and loading a model that speedups made runs what Keras calls of the classes
+    they define (a layer's call), but core itself calls nothing of theirs: it holds no stored callable."""
+    import functools
+    import sys
+
+    import fastnlp
+    from fastnlp.core.checkpoint import load_checkpoint
+    from fastnlp.core.convert import convert
+    from fastnlp.core.rebuild import rebuild
+
+    speedups = [
+        "hoist_lstm_projection", "set_steps_per_execution",
+        functools.partial(fastnlp.distribute, strategy="mirrored", backup_dir=str(tmp_path / "backup")),
+    ]
+    model = fastnlp.build_lstm(12, units=4, num_layers=1, embedding_dim=4, seq_len=6, speedups=speedups)
+    called = []
+    speedups_folder, core_folder = str(PACKAGE / "speedups"), str(PACKAGE / "core")
+
+    def profile(frame, event, arg):
+        caller = frame.f_back
+        if event == "call" and frame.f_code.co_filename.startswith(speedups_folder) and caller is not None:
+            if caller.f_code.co_filename.startswith(core_folder):
+                called.append(f"{caller.f_code.co_qualname} -> {frame.f_code.co_qualname}")
+
+    sys.setprofile(profile)
+    try:
+        copy = rebuild(model)
+        other = convert(copy, "tf_keras")
+        copy.save(tmp_path / "m.keras")
+        loaded = load_checkpoint(tmp_path / "m.keras")
+    finally:
+        sys.setprofile(None)
+    assert not called, called
+    assert type(copy).__name__ == "DistributedModel" and type(loaded).__name__ == "DistributedModel"
+    assert type(other).__name__ != "DistributedModel"  # the other flavour's copy is not built under the strategy
