@@ -95,7 +95,6 @@ class NoEffect:
 
 
 _MODEL_TRANSFORMS: Registry[Transform] = Registry("transform")
-_FINISHING_STEPS: Registry[Callable] = Registry("finishing step")
 
 
 def speedup(*, stage: str, conflicts: Iterable[str] = (), returns: str | None = None) -> Callable[[Callable], Callable]:
@@ -117,11 +116,9 @@ def speedup(*, stage: str, conflicts: Iterable[str] = (), returns: str | None = 
 
 
 def finishing_step(body: Callable[..., Applied | NoEffect]) -> Callable:
-    """Declare a model transform that ends a speedup's work (``strip_pruning``): the same preamble and record as
-    :func:`speedup`, but not one a ``speedups=[...]`` list applies."""
-    transform = _with_preamble(body)
-    _FINISHING_STEPS.add(body.__name__, transform)
-    return transform
+    """Wrap a model transform that ends a speedup's work (``strip_pruning``) in the same preamble and record as
+    :func:`speedup`; it is not registered, since no ``speedups=[...]`` list applies it."""
+    return _with_preamble(body)
 
 
 def _with_preamble(body: Callable[..., Applied | NoEffect]) -> Callable:
