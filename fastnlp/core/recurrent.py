@@ -82,18 +82,17 @@ FIXABLE_SETTINGS = {"unroll": False, "use_cudnn": "auto"}
 FastPath = Literal["cudnn", "hoisted"]
 
 
-def fast_path_blockers(layer: Any, path: FastPath, *, masked: bool = False, fixable: bool = True) -> list[str]:
+def fast_path_blockers(layer: Any, path: FastPath, *, fixable: bool = True) -> list[str]:
     """Why ``layer`` (an LSTM or GRU, either flavour) cannot run ``path``; empty: it can.
 
     The one rule for both fast executions, read from the layer's config: ``"cudnn"``, the fused cuDNN
     kernel (a GPU, and for a masked layer right-padded data, are the run's to supply); ``"hoisted"``,
-    fastnlp's loop with the input projection before it, which reproduces the stock math only for an
-    LSTM with tanh and sigmoid, no recurrent dropout, not unrolled, batch-major, and no mask.
+    fastnlp's loop with the input projection before it, which reproduces the stock math (masks
+    included) for an LSTM with tanh and sigmoid, no recurrent dropout, not unrolled, and batch-major.
 
     Args:
         layer: the recurrent layer.
         path: ``"cudnn"`` or ``"hoisted"``.
-        masked: a padding mask reaches the layer.
         fixable: include the settings that block the path without being part of the layer's math
             (:data:`FIXABLE_SETTINGS`; ``enable_cudnn`` changes them); ``False``: only what would change its math.
 
@@ -103,8 +102,8 @@ def fast_path_blockers(layer: Any, path: FastPath, *, masked: bool = False, fixa
         ['unroll=True']
         >>> fast_path_blockers(keras.layers.LSTM(4, unroll=True), "cudnn", fixable=False)
         []
-        >>> fast_path_blockers(keras.layers.LSTM(4), "hoisted", masked=True)
-        ['a mask (masked steps keep the previous state)']
+        >>> fast_path_blockers(keras.layers.LSTM(4, recurrent_dropout=0.1), "hoisted")
+        ['recurrent_dropout=0.1 (the hoisted loop needs 0)']
     """
     if path not in ("cudnn", "hoisted"):
         raise ValueError(f"path must be 'cudnn' or 'hoisted', got {path!r}")
@@ -129,8 +128,6 @@ def fast_path_blockers(layer: Any, path: FastPath, *, masked: bool = False, fixa
     else:
         if config.get("time_major"):
             blockers.append("time_major=True")
-        if masked:
-            blockers.append("a mask (masked steps keep the previous state)")
     return blockers
 
 

@@ -20,8 +20,13 @@ COMPRESSION_MODULE = "fastnlp.speedups.compress.objects"
 
 #: For each flavour, the modules whose import registers fastnlp's classes with that flavour's Keras.
 MODULES: dict[str, tuple[str, ...]] = {
-    "keras": ("fastnlp.speedups.hoisted_lstm_keras", "fastnlp.speedups.parallel.distributed_model_keras"),
-    "tf_keras": ("fastnlp.speedups.hoisted_lstm_tf_keras", "fastnlp.speedups.parallel.distributed_model_tf_keras", COMPRESSION_MODULE),
+    "keras": (
+        "fastnlp.speedups.hoisted_lstm_keras", "fastnlp.speedups.hoisted_gru_keras", "fastnlp.speedups.parallel.distributed_model_keras",
+    ),
+    "tf_keras": (
+        "fastnlp.speedups.hoisted_lstm_tf_keras", "fastnlp.speedups.hoisted_gru_tf_keras",
+        "fastnlp.speedups.parallel.distributed_model_tf_keras", COMPRESSION_MODULE,
+    ),
 }
 
 

@@ -9,9 +9,10 @@ product per step; backward, one small product per step (``dz @ U^T``); ``x @ W``
 ``dU`` and the bias gradient as single products over all steps. The math, the weights and their
 layout are the stock layer's: the class only changes how the loop is executed.
 
-The layer keeps the stock execution where that is the better or the only one: where cuDNN would run
-(a GPU is visible and the layer is cuDNN-eligible), with a mask, recurrent dropout, ``unroll=True``
-or activations other than tanh/sigmoid (:func:`fastnlp.core.recurrent.fast_path_blockers` is the rule).
+A padding mask is followed as Keras follows it: a masked step carries the states over. The layer keeps
+the stock execution where that is the better or the only one: where cuDNN would run (a GPU is visible
+and the layer is cuDNN-eligible), with recurrent dropout, ``unroll=True`` or activations other than
+tanh/sigmoid (:func:`fastnlp.core.recurrent.fast_path_blockers` is the rule).
 Each flavour's class is defined in its own module (:mod:`fastnlp.speedups.hoisted_lstm_keras`,
 :mod:`fastnlp.speedups.hoisted_lstm_tf_keras`) and registered with Keras as ``fastnlp>HoistedLSTM``;
 :func:`hoisted_lstm_class` returns the one for a flavour, and :func:`fastnlp.load_checkpoint` knows
@@ -29,7 +30,7 @@ from fastnlp.core.recurrent import cudnn_would_run, fast_path_blockers
 __all__ = ["hoistable", "hoisted_lstm", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted_lstm"]
 
 
-def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) -> tuple[Any, Any, Any]:
+def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any, keep: Any = None) -> tuple[Any, Any, Any]:
     """Run the LSTM recurrence over inputs already projected: ``projected[t] = x_t @ W + b``.
 
     Args:
@@ -38,10 +39,12 @@ def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) 
         h0: ``(batch, units)`` initial hidden state.
         c0: ``(batch, units)`` initial cell state.
         recurrent_kernel: ``(units, 4 * units)``.
+        keep: ``(time, batch, 1)``, 1 where a step counts and 0 where it is masked (its states carry
+            the previous ones over, as Keras's masked RNNs do); None: every step counts.
 
     Returns:
-        ``(outputs, h, c)``: every step's hidden state ``(time, batch, units)`` and the final states.
-        Differentiable in all four arguments, with one ``(batch, 4 * units) @ (4 * units, units)``
+        ``(states, h, c)``: every step's hidden state ``(time, batch, units)`` and the final states.
+        Differentiable in the first four arguments, with one ``(batch, 4 * units) @ (4 * units, units)``
         product per backward step and the recurrent kernel's gradient as one product after the loop.
 
     Examples:
@@ -50,15 +53,17 @@ def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any) 
         >>> tuple(outputs.shape), tuple(h.shape)
         ((5, 2, 3), (2, 3))
     """
-    return _recurrence_function()(projected, h0, c0, recurrent_kernel)
+    if keep is None:
+        return _recurrence_function(masked=False)(projected, h0, c0, recurrent_kernel, projected[:0, :0, :0])
+    return _recurrence_function(masked=True)(projected, h0, c0, recurrent_kernel, keep)
 
 
 @functools.cache
-def _recurrence_function() -> Any:
+def _recurrence_function(masked: bool) -> Any:
     import tensorflow as tf
 
     @tf.custom_gradient
-    def recurrence(projected, h0, c0, recurrent_kernel):
+    def recurrence(projected, h0, c0, recurrent_kernel, keep):
         steps = tf.shape(projected)[0]
         inputs = tf.TensorArray(projected.dtype, size=steps).unstack(projected)
         empty = functools.partial(tf.TensorArray, projected.dtype, size=steps)
@@ -67,9 +72,12 @@ def _recurrence_function() -> Any:
             z = inputs.read(t) + tf.matmul(h, recurrent_kernel)
             z_i, z_f, z_g, z_o = tf.split(z, 4, axis=1)
             i, f, o, g = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.sigmoid(z_o), tf.tanh(z_g)
-            c = f * c + i * g
-            h = o * tf.tanh(c)
-            return t + 1, h, c, hs.write(t, h), cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], axis=1))
+            new_c = f * c + i * g
+            new_h = o * tf.tanh(new_c)
+            if masked:  # a masked step carries the states over; its gates then get no gradient
+                new_c = keep[t] * new_c + (1 - keep[t]) * c
+                new_h = keep[t] * new_h + (1 - keep[t]) * h
+            return t + 1, new_h, new_c, hs.write(t, new_h), cs.write(t, new_c), gates.write(t, tf.concat([i, f, g, o], axis=1))
 
         _, h, c, hs, cs, gates = tf.while_loop(
             lambda t, *_: t < steps, step, (0, h0, c0, empty(), empty(), empty()), parallel_iterations=1
@@ -87,12 +95,19 @@ def _recurrence_function() -> Any:
                 i, f, g, o = tf.split(gates[t], 4, axis=1)
                 tanh_c = tf.tanh(cs[t])
                 dh = d_outputs[t] + dh_next
-                dc = dc_next + dh * o * (1 - tanh_c * tanh_c)
+                dc = dc_next
+                if masked:
+                    carried_h, carried_c = (1 - keep[t]) * dh, (1 - keep[t]) * dc
+                    dh, dc = keep[t] * dh, keep[t] * dc
+                dc = dc + dh * o * (1 - tanh_c * tanh_c)
                 dz = tf.concat(
                     [dc * g * i * (1 - i), dc * previous_c[t] * f * (1 - f), dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)],
                     axis=1,
                 )
-                return t - 1, tf.matmul(dz, transposed_kernel), dc * f, dzs.write(t, dz)
+                dh_previous, dc_previous = tf.matmul(dz, transposed_kernel), dc * f
+                if masked:
+                    dh_previous, dc_previous = dh_previous + carried_h, dc_previous + carried_c
+                return t - 1, dh_previous, dc_previous, dzs.write(t, dz)
 
             _, dh0, dc0, dzs = tf.while_loop(
                 lambda t, *_: t >= 0, back, (steps - 1, d_h, d_c, empty()), parallel_iterations=1
@@ -101,15 +116,23 @@ def _recurrence_function() -> Any:
             previous_h = tf.concat([h0[None], hs[:-1]], axis=0)
             units = tf.shape(h0)[1]
             d_kernel = tf.matmul(tf.reshape(previous_h, (-1, units)), tf.reshape(dz, (-1, 4 * units)), transpose_a=True)
-            return dz, dh0, dc0, d_kernel
+            return dz, dh0, dc0, d_kernel, tf.zeros_like(keep)
 
         return (hs, h, c), gradient
 
     return recurrence
 
 
-def hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *, go_backwards: bool, return_sequences: bool):
-    """Batch-major LSTM over ``sequences`` (batch, time, features): ``(last_output, outputs, [h, c])``."""
+def hoisted_lstm(
+    sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
+    go_backwards: bool, return_sequences: bool, mask: Any = None, zero_output_for_mask: bool = False,
+):
+    """Batch-major LSTM over ``sequences`` (batch, time, features): ``(last_output, outputs, [h, c])``.
+
+    With a ``mask`` (batch, time), Keras's semantics: a masked step carries the states over, and its
+    output is the previous step's output (0 before the first step that counts), or 0 with
+    ``zero_output_for_mask`` (as ``Bidirectional`` asks of the layers it wraps when returning sequences).
+    """
     import tensorflow as tf
 
     # Tensors, read now: a stateful layer's state variables are overwritten after the forward pass (its
@@ -125,14 +148,23 @@ def hoisted_lstm(sequences: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel
     if bias is not None:
         projected = projected + bias
     projected = tf.reshape(projected, (shape[0], shape[1], -1))
-    outputs, h, c = hoisted_recurrence(projected, h0, c0, recurrent_kernel)
-    outputs = tf.transpose(outputs, (1, 0, 2)) if return_sequences else h[:, None, :]
-    return h, outputs, [h, c]
+    keep = None
+    if mask is not None:
+        keep = tf.cast(tf.reverse(mask, axis=[1]) if go_backwards else mask, projected.dtype)
+        keep = tf.transpose(keep)[:, :, None]
+    outputs, h, c = hoisted_recurrence(projected, h0, c0, recurrent_kernel, keep)
+    last = h
+    if keep is not None:
+        counted = keep if zero_output_for_mask else tf.cast(tf.cumsum(keep, axis=0) > 0, keep.dtype)
+        outputs = outputs * counted
+        last = outputs[-1]
+    outputs = tf.transpose(outputs, (1, 0, 2)) if return_sequences else last[:, None, :]
+    return last, outputs, [h, c]
 
 
-def hoistable(layer: Any, mask: Any) -> bool:
+def hoistable(layer: Any) -> bool:
     """Whether the hoisted loop computes what ``layer``'s stock kernel would, and cuDNN would not run instead."""
-    return not fast_path_blockers(layer, "hoisted", masked=mask is not None) and not cudnn_would_run(layer)
+    return not fast_path_blockers(layer, "hoisted") and not cudnn_would_run(layer)
 
 
 def hoisted_lstm_class(flavour: str) -> type:

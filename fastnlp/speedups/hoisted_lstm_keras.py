@@ -16,7 +16,7 @@ class HoistedLSTM(keras.layers.LSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        if not hoistable(self, mask):
+        if not hoistable(self):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         if training and self.dropout:
             sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
@@ -25,4 +25,5 @@ class HoistedLSTM(keras.layers.LSTM):
             sequences, initial_state[0], initial_state[1], cell.kernel.value, cell.recurrent_kernel.value,
             cell.bias.value if cell.use_bias else None,
             go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+            mask=mask, zero_output_for_mask=self.zero_output_for_mask,
         )

@@ -17,7 +17,7 @@ class HoistedLSTM(tf_keras.layers.LSTM):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         ragged = not hasattr(inputs, "shape") or type(inputs).__name__ == "RaggedTensor"
-        if ragged or not hoistable(self, mask):
+        if ragged or not hoistable(self):
             return super().call(inputs, mask=mask, training=training, initial_state=initial_state)
         inputs, initial_state, _ = self._process_inputs(inputs, initial_state, None)
         self.reset_dropout_mask()
@@ -30,6 +30,7 @@ class HoistedLSTM(tf_keras.layers.LSTM):
             inputs, initial_state[0], initial_state[1], cell.kernel, cell.recurrent_kernel,
             cell.bias if cell.use_bias else None,
             go_backwards=self.go_backwards, return_sequences=self.return_sequences,
+            mask=mask, zero_output_for_mask=self.zero_output_for_mask,
         )
         if self.stateful:
             for variable, value in zip(self.states, states):

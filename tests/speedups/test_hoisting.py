@@ -13,12 +13,15 @@ from fastnlp import (
     build_lstm,
     enable_mixed_precision,
     hoist_lstm_projection,
+    load_checkpoint,
     to_tflite,
 )
 from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert
 from fastnlp.core.notices import NoEffectWarning, SpeedupWarning
-from fastnlp.speedups.hoisted_lstm import hoisted_lstm_class, hoisted_recurrence, is_hoisted_lstm
+from fastnlp.speedups.hoisted_lstm import hoisted_lstm, hoisted_lstm_class, hoisted_recurrence, is_hoisted_lstm
+from fastnlp.speedups.hoisted_gru import gru_recurrence, hoisted_gru_class, is_hoisted_gru
+from fastnlp.speedups.hoisting import stock_lstm_layers
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning")
 
@@ -78,29 +81,147 @@ def test_model_transform_keeps_predictions_and_records_itself(flavour):
 
 def test_layers_whose_math_it_cannot_reproduce_keep_the_stock_loop(flavour):
     keras = flavours.keras_module(flavour)
-    inputs = keras.Input((6,), dtype="int32")
-    x = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
-    x = keras.layers.LSTM(4, return_sequences=True, name="masked")(x)
-    model = keras.Model(inputs, x)
-    with pytest.warns(SpeedupWarning, match="masked: a mask"), pytest.warns(NoEffectWarning):
-        result = hoist_lstm_projection(model)
-    assert not is_hoisted_lstm(result.get_layer("masked"))
-
-    plain = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, recurrent_dropout=0.1, name="rd"), ])
+    plain = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, recurrent_dropout=0.1, name="rd")])
     with pytest.warns(SpeedupWarning, match="rd: recurrent_dropout"), pytest.warns(NoEffectWarning):
-        hoist_lstm_projection(plain)
+        result = hoist_lstm_projection(plain)
+    assert not is_hoisted_lstm(result.get_layer("rd"))
+
+    unrolled = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, unroll=True, return_sequences=True, name="un"), keras.layers.LSTM(2)])
+    with pytest.warns(SpeedupWarning, match="un: unroll=True"):
+        result = hoist_lstm_projection(unrolled)
+    assert [is_hoisted_lstm(layer) for layer in result.layers] == [False, True]
 
 
-def test_a_mask_at_call_time_runs_the_stock_loop(flavour):
+MASKED_SETTINGS = [
+    {"return_sequences": True},
+    {"return_sequences": False},
+    {"return_sequences": True, "go_backwards": True},
+    {"return_sequences": True, "zero_output_for_mask": True},
+    {"return_state": True, "go_backwards": True},
+]
+
+
+@pytest.mark.parametrize("settings", MASKED_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_a_mask_at_call_time_follows_keras_mask_semantics(flavour, settings, monkeypatch):
+    """Masked steps carry the states over, and outputs follow Keras: right and left padding, a row with no step."""
     keras = flavours.keras_module(flavour)
-    x = np.random.default_rng(3).normal(size=(2, 5, 3)).astype("float32")
-    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    stock = keras.layers.LSTM(4, return_sequences=True)
+    x = tf.constant(np.random.default_rng(3).normal(size=(4, 6, 3)).astype("float32"))
+    mask = tf.constant(np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]], bool))
+    zero_output = settings.pop("zero_output_for_mask", False)
+    stock = keras.layers.LSTM(4, **settings)
     stock(x)
     hoisted = hoisted_lstm_class(flavour).from_config(stock.get_config())
     hoisted(x)
     hoisted.set_weights(stock.get_weights())
-    np.testing.assert_allclose(hoisted(x, mask=mask), stock(x, mask=mask), atol=1e-6)
+    stock.zero_output_for_mask = hoisted.zero_output_for_mask = zero_output  # as Bidirectional sets it
+    module = sys.modules[type(hoisted).__module__]
+    calls = []
+    monkeypatch.setattr(module, "hoisted_lstm", lambda *a, **k: calls.append(1) or hoisted_lstm(*a, **k))
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, mask=mask, training=True)
+            y = y[0] + 2 * y[1] + 3 * y[2] if isinstance(y, list) else y
+            loss = tf.reduce_sum(tf.sin(y))
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    for expected, got in zip(run(stock), run(hoisted), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-5)
+    assert calls  # the hoisted loop ran
+
+
+def test_masked_recurrence_gradient_matches_finite_differences():
+    rng = np.random.default_rng(4)
+    args = [tf.constant(rng.normal(size=shape), tf.float64) for shape in [(4, 2, 8), (2, 2), (2, 2), (2, 8)]]
+    keep = tf.constant([[[1.0], [0.0]], [[0.0], [1.0]], [[1.0], [1.0]], [[0.0], [0.0]]], tf.float64)
+    theoretical, numerical = tf.test.compute_gradient(lambda *a: hoisted_recurrence(*a, keep=keep)[0], args)
+    for t, n in zip(theoretical, numerical, strict=True):
+        np.testing.assert_allclose(t, n, atol=1e-6)
+
+
+def test_both_directions_of_a_bidirectional_lstm_are_hoisted(flavour, tmp_path):
+    """Every merge mode, over a padded input, a GRU beside them: the outputs, the gradients, save and load."""
+    keras = flavours.keras_module(flavour)
+    inputs = keras.Input((7,), dtype="int32")
+    embedded = keras.layers.Embedding(20, 5, mask_zero=True)(inputs)
+    branches = []
+    for mode in ("concat", "sum", "mul", "ave", None):
+        both = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True), merge_mode=mode, name=f"both_{mode}")(embedded)
+        branches.append(keras.layers.Concatenate()(both) if mode is None else both)
+    branches.append(keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True), name="both_gru")(embedded))
+    merged = keras.layers.Concatenate()(branches)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(3, go_backwards=True)(merged)))
+    model.compile("adam", "mse")
+    fast = hoist_lstm_projection(model)
+    ids = np.random.default_rng(5).integers(1, 20, (3, 7))
+    ids[0, 4:], ids[2, :2] = 0, 0
+    y = np.random.default_rng(6).normal(size=(3, 2)).astype("float32")
+
+    wrappers = [layer for layer in fast.layers if layer.name.startswith("both_")]
+    assert len(wrappers) == 6 and all(is_hoisted(w.forward_layer) and is_hoisted(w.backward_layer) for w in wrappers)
+    for expected, got in zip(outputs_and_gradients_of(model, ids, y), outputs_and_gradients_of(fast, ids, y), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    fast.save(tmp_path / "fast.keras")
+    loaded = load_checkpoint(tmp_path / "fast.keras")
+    assert is_hoisted(loaded.get_layer("both_gru").backward_layer)
+    np.testing.assert_allclose(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=1e-5)
+    stock = stock_lstm_layers(fast)
+    assert not any(is_hoisted(w.forward_layer) for w in stock.layers if w.name.startswith("both_"))
+
+
+def is_hoisted(layer):
+    return is_hoisted_lstm(layer) or is_hoisted_gru(layer)
+
+
+GRU_SETTINGS = [
+    {"reset_after": True, "return_sequences": True},
+    {"reset_after": False, "return_sequences": True},
+    {"reset_after": True, "go_backwards": True, "return_state": True},
+    {"reset_after": False, "use_bias": False},
+]
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("settings", GRU_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_gru_outputs_and_gradients_equal_the_stock_layers(flavour, settings, masked):
+    keras = flavours.keras_module(flavour)
+    x = tf.constant(np.random.default_rng(7).normal(size=(4, 6, 3)).astype("float32"))
+    mask = tf.constant(np.array([[1, 1, 1, 0, 0, 0], [1] * 6, [0, 0, 1, 1, 1, 1], [0] * 6], bool)) if masked else None
+    stock = keras.layers.GRU(5, bias_initializer="random_normal", **settings)
+    stock(x)
+    hoisted = hoisted_gru_class(flavour).from_config(stock.get_config())
+    hoisted(x)
+    hoisted.set_weights(stock.get_weights())
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, mask=mask, training=True)
+            y = y[0] + 2 * y[1] if isinstance(y, list) else y
+            loss = tf.reduce_sum(tf.sin(y))
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    for expected, got in zip(run(stock), run(hoisted), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_recurrence_gradient_matches_finite_differences(reset_after):
+    rng = np.random.default_rng(8)
+    args = [tf.constant(rng.normal(size=shape), tf.float64) for shape in [(4, 2, 9), (2, 3), (3, 9), (9,)]]
+    keep = tf.constant([[[1.0], [0.0]], [[0.0], [1.0]], [[1.0], [1.0]], [[0.0], [0.0]]], tf.float64)
+    for masks in (None, keep):
+        theoretical, numerical = tf.test.compute_gradient(lambda *a: gru_recurrence(*a, keep=masks, reset_after=reset_after)[0], args)
+        for t, n in zip(theoretical, numerical, strict=True):
+            np.testing.assert_allclose(t, n, atol=1e-5)
+
+
+def outputs_and_gradients_of(model, x, y):
+    with tf.GradientTape() as tape:
+        out = model(x, training=True)
+        loss = tf.reduce_sum((out - y) ** 2)
+    return [out.numpy(), *(tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_weights))]
 
 
 def test_tflite_export_is_still_the_fused_lstm(flavour):
