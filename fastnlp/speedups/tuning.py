@@ -135,11 +135,12 @@ def tune(
         warmup_steps: untimed training steps per candidate before the timed ones.
         time_budget_s: stop trying candidates after this many seconds (those left are reported as
             not measured).
-        combine: also try the combination of every candidate that beat the input.
+        combine: also combine the candidates that beat the input, greedily: starting from the fastest,
+            add each next one (fastest first) and keep it where the combination measures faster still.
         min_gain: how much faster than the input a candidate must measure to count as faster
             (0.03: 3%); a smaller difference is within this kind of measurement's noise.
         batch_sizes: other batch sizes to try the input configuration with (samples/s compares
-            them fairly); the winner is combined with the winning speedups. A larger batch takes
+            them fairly); a winning batch size is combined with the winning speedups. A larger batch takes
             fewer, bigger steps per epoch: scale the learning rate with it (linearly, to start).
         memory_budget_mb: a candidate whose peak memory exceeds this is measured but not chosen.
             Peak memory is the GPU's peak allocation where there is a GPU, otherwise the process's
@@ -205,14 +206,18 @@ def tune(
         measured[candidate] = measure(candidate)
     beats = functools.partial(_beats, baseline=baseline, min_gain=min_gain)
     winners = [candidate for candidate, m in measured.items() if beats(m)]
-    if combine and len(winners) > 1:
-        chosen = tuple(spec for candidate in winners for spec in candidate.speedups)
-        sizes = [(measured[c].samples_per_s, c.batch_size) for c in winners if c.batch_size]
-        size = max(sizes)[1] if sizes else None
-        name = " + ".join(c.name for c in winners if c.batch_size is None or c.batch_size == size)
-        if " + " in name and _combinable(list(chosen)) and time.perf_counter() <= deadline:
-            combined = Candidate(name, chosen, size)
+    if combine and len(winners) > 1:  # greedily: the fastest winner, plus each next one that makes it faster
+        ranked = sorted(winners, key=lambda candidate: measured[candidate].samples_per_s, reverse=True)
+        current = ranked[0]
+        for other in ranked[1:]:
+            sizes = {size for size in (current.batch_size, other.batch_size) if size}
+            speedups = current.speedups + other.speedups
+            if len(sizes) > 1 or not _combinable(list(speedups)) or time.perf_counter() > deadline:
+                continue
+            combined = Candidate(f"{current.name} + {other.name}", speedups, next(iter(sizes), None))
             measured[combined] = measure(combined)
+            if _beats(measured[combined], measured[current], min_gain):
+                current = combined
     measurements = (baseline, *measured.values())
     within = [m for m in measurements if m.within_budget]
     if not within:
