@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import numbers
 import time
 import warnings
@@ -135,8 +136,8 @@ def tune(
         warmup_steps: untimed training steps per candidate before the timed ones.
         time_budget_s: stop trying candidates after this many seconds (those left are reported as
             not measured).
-        combine: also combine the candidates that beat the input, greedily: starting from the fastest,
-            add each next one (fastest first) and keep it where the combination measures faster still.
+        combine: also combine the candidates that beat the input: every pair of them, then each other
+            one on top of the fastest pair, kept only where the combination measures faster still.
         min_gain: how much faster than the input a candidate must measure to count as faster
             (0.03: 3%); a smaller difference is within this kind of measurement's noise.
         batch_sizes: other batch sizes to try the input configuration with (samples/s compares
@@ -206,18 +207,21 @@ def tune(
         measured[candidate] = measure(candidate)
     beats = functools.partial(_beats, baseline=baseline, min_gain=min_gain)
     winners = [candidate for candidate, m in measured.items() if beats(m)]
-    if combine and len(winners) > 1:  # greedily: the fastest winner, plus each next one that makes it faster
+    if combine and len(winners) > 1:
         ranked = sorted(winners, key=lambda candidate: measured[candidate].samples_per_s, reverse=True)
         current = ranked[0]
-        for other in ranked[1:]:
-            sizes = {size for size in (current.batch_size, other.batch_size) if size}
-            speedups = current.speedups + other.speedups
-            if len(sizes) > 1 or not _combinable(list(speedups)) or time.perf_counter() > deadline:
-                continue
-            combined = Candidate(f"{current.name} + {other.name}", speedups, next(iter(sizes), None))
-            measured[combined] = measure(combined)
-            if _beats(measured[combined], measured[current], min_gain):
-                current = combined
+        pairs = [_combined(a, b) for a, b in itertools.combinations(ranked, 2)]  # every pair: one noisy rank decides nothing
+        for pair in filter(None, pairs):
+            if time.perf_counter() <= deadline:
+                measured[pair] = measure(pair)
+                if _beats(measured[pair], measured[current], min_gain):
+                    current = pair
+        for other in ranked:  # then each other winner on top, kept only where it helps
+            extended = _combined(current, other) if other.name not in current.name.split(" + ") else None
+            if extended is not None and extended not in measured and time.perf_counter() <= deadline:
+                measured[extended] = measure(extended)
+                if _beats(measured[extended], measured[current], min_gain):
+                    current = extended
     measurements = (baseline, *measured.values())
     within = [m for m in measurements if m.within_budget]
     if not within:
@@ -256,6 +260,16 @@ def _beats(measurement: Measurement, baseline: Measurement, min_gain: float) -> 
     if not (measurement.samples_per_s and baseline.samples_per_s and measurement.within_budget):
         return False
     return measurement.samples_per_s > baseline.samples_per_s * (1 + min_gain)
+
+
+def _combined(first: Candidate, second: Candidate) -> Candidate | None:
+    """``first`` and ``second`` together, or None where they cannot be combined (two batch sizes, or speedups
+    that conflict)."""
+    sizes = {size for size in (first.batch_size, second.batch_size) if size}
+    speedups = first.speedups + second.speedups
+    if len(sizes) > 1 or not _combinable(list(speedups)):
+        return None
+    return Candidate(f"{first.name} + {second.name}", speedups, next(iter(sizes), None))
 
 
 def _combinable(speedups: list) -> bool:

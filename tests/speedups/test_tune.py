@@ -126,27 +126,32 @@ def test_the_default_candidates_fit_the_machine(machine, gpus):
 
 def test_a_larger_batch_is_measured_and_chosen_with_the_winning_speedups(rates):
     rates.update({"input": 100.0, "steps_per_execution=4": 150.0, "batch_size=16": 130.0, "batch_size=32": 160.0,
-                  "batch_size=32 + steps_per_execution=4": 210.0})
+                  "batch_size=32 + steps_per_execution=4": 210.0, "steps_per_execution=4 + batch_size=16": 170.0})
 
     result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [SPE4], batch_sizes=[32, 16, 8])
 
     assert [m.name for m in result.measurements] == [
-        "input", "steps_per_execution=4", "batch_size=16", "batch_size=32", "batch_size=32 + steps_per_execution=4"
-    ]  # the input's own batch size (8) is not measured twice; sizes in increasing order; the fastest winner first
-    assert [m.batch_size for m in result.measurements] == [8, 8, 16, 32, 32]
+        "input", "steps_per_execution=4", "batch_size=16", "batch_size=32", "batch_size=32 + steps_per_execution=4",
+        "steps_per_execution=4 + batch_size=16",
+    ]  # the input's own batch size (8) is not measured twice; sizes in increasing order; two sizes never together
+    assert [m.batch_size for m in result.measurements] == [8, 8, 16, 32, 32, 16]
     assert result.best == "batch_size=32 + steps_per_execution=4" and result.batch_size == 32
     assert result.model.get_compile_config()["steps_per_execution"] == 4
 
 
-def test_winners_are_added_one_at_a_time_and_kept_only_where_they_help(rates):
+def test_winners_are_tried_in_pairs_then_extended_only_where_they_help(rates):
     xla = ("xla", ["use_xla"])
     rates.update({"input": 100.0, "steps_per_execution=4": 150.0, "xla": 140.0, "mixed_bfloat16": 120.0,
-                  "steps_per_execution=4 + xla": 90.0, "steps_per_execution=4 + mixed_bfloat16": 180.0})
+                  "steps_per_execution=4 + xla": 90.0, "steps_per_execution=4 + mixed_bfloat16": 130.0,
+                  "xla + mixed_bfloat16": 200.0, "xla + mixed_bfloat16 + steps_per_execution=4": 150.0})
 
     result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [SPE4, BF16, xla])
 
-    assert [m.name for m in result.measurements][-2:] == ["steps_per_execution=4 + xla", "steps_per_execution=4 + mixed_bfloat16"]
-    assert result.best == "steps_per_execution=4 + mixed_bfloat16"  # XLA made it slower, so it was left out
+    assert [m.name for m in result.measurements][4:] == [
+        "steps_per_execution=4 + xla", "steps_per_execution=4 + mixed_bfloat16", "xla + mixed_bfloat16",
+        "xla + mixed_bfloat16 + steps_per_execution=4",
+    ]  # the best pair is not the fastest single one's, and the third on top made it slower
+    assert result.best == "xla + mixed_bfloat16"
 
 
 def test_a_batch_over_the_memory_budget_is_not_chosen(rates):
