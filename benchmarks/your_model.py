@@ -9,10 +9,11 @@ padding mask, as ``Embedding(mask_zero=True)`` makes):
 
 For each, ``tune`` picks among its default candidates at the model's own batch size (its table is
 printed); then the stock model and ``tune``'s choice train in turn, ``--rounds`` times, ``--steps``
-steps each after a warm-up fit, and the script reports each one's median samples/s and the median of
-the pair-by-pair ratios. The machine, with its CPU's AVX/AMX flags, is recorded with the figures.
+steps each after a warm-up fit, timed as ``tune`` times them (the median rate between batch ends, so
+a fit's own setup is not counted), and the script reports each one's median samples/s and the median
+of the pair-by-pair ratios. The machine, with its CPU's AVX/AMX flags, is recorded with the figures.
 
-    python benchmarks/your_model.py                    # ~10 minutes on 2 cores
+    python benchmarks/your_model.py                    # ~15 minutes on 2 cores
     python benchmarks/your_model.py --quick            # a smoke run
     python benchmarks/your_model.py --json out.json    # also write the figures
 """
@@ -76,9 +77,15 @@ def dataset(batch: int, seq_len: int, labels: tuple, classes: int, seed: int = 0
 
 
 def samples_per_second(model, data, steps: int, batch: int) -> float:
-    started = time.perf_counter()
-    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    return steps * batch / (time.perf_counter() - started)
+    """Training samples/s over ``steps`` steps of ``fit``, timed as ``tune`` times them: the median rate
+    between batch ends after the first two executions (the fit's setup and end are not counted)."""
+    from fastnlp.core.measure import step_clock
+
+    clock = step_clock(model, batch)
+    done = int(model.optimizer.iterations.numpy())
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock])
+    executions = clock.marks[1][1] - done if len(clock.marks) > 1 else 1
+    return clock.samples_per_second(warmup_steps=done + 2 * executions) or float("nan")
 
 
 def measure(family: str, rounds: int, steps: int, tune_steps: int) -> dict:
@@ -113,15 +120,15 @@ def measure(family: str, rounds: int, steps: int, tune_steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=32)
-    parser.add_argument("--tune-steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--tune-steps", type=int, default=30)
     parser.add_argument("--families", nargs="+", default=["masked_lstm_classifier", "bilstm_tagger", "gru_classifier"])
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 8 steps, tune on 6 steps")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 24 steps, tune on 6 steps")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.steps, args.tune_steps = 2, 8, 6
+        args.rounds, args.steps, args.tune_steps = 2, 24, 6
     machine = {**machine_summary(), "cpu_flags": sorted(f for f in hardware.cpu_flags() if f.startswith(("avx", "amx")))}
     print(json.dumps(machine))
     rows = [measure(family, args.rounds, args.steps, args.tune_steps) for family in args.families]

@@ -11,7 +11,7 @@ batches of any size, in chunks of the exported batch.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,16 +36,18 @@ def to_tflite(
     representative_data: Any = None,
     *,
     batch_size: int = 1,
-    seq_len: int | None = None,
+    seq_len: int | Mapping[str, int] | None = None,
     calibration_samples: int = 100,
     path: str | os.PathLike | None = None,
 ) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer that LiteRT runs; return the bytes (and write ``path``).
 
     Args:
-        model: a Keras 3 or tf_keras model with one input, e.g. from ``build_lstm``, ``prune``
-            (strip it first), or ``quantize`` (its learned weights are exported from plain layers,
-            so that the LSTM stays one fused op; ``"int8"`` then calibrates the activations).
+        model: a Keras 3 or tf_keras model, e.g. from ``build_lstm``, ``prune`` (strip it first), or
+            ``quantize`` (its learned weights are exported from plain layers, so that the LSTM stays
+            one fused op; ``"int8"`` then calibrates the activations). A model with several inputs or
+            outputs exports them by name (the input layers' and output layers' names);
+            :class:`LiteRTModel` takes them as a list or a dict and returns a list.
         quantization: ``None`` (float32), ``"dynamic"`` (int8 weights, float activations),
             ``"float16"`` (float16 weights), or ``"int8"`` (int8 weights and activations,
             calibrated on ``representative_data``).
@@ -53,7 +55,8 @@ def to_tflite(
             ``tf.data.Dataset`` of inputs or ``(inputs, labels)`` batches.
         batch_size: the fixed batch of the export (``LiteRTModel`` runs any batch in chunks).
         seq_len: the sequence length to export, for a model that takes any length (``build_lstm``
-            without ``seq_len``, ``train_char_lm``'s model); a TFLite model has fixed shapes.
+            without ``seq_len``, ``train_char_lm``'s model); a TFLite model has fixed shapes. For a
+            model with several inputs, one length for all, or ``{input name: length}``.
         calibration_samples: how many samples of ``representative_data`` to calibrate on.
         path: also write the bytes to this file.
 
@@ -64,10 +67,11 @@ def to_tflite(
         model's less than 90% of the time.
 
     Raises:
-        ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data``, or for a
+        ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data``, for a model
+            with several inputs, or for a
             recurrent layer that does not become a fused op (a GRU, a SimpleRNN, an LSTM behind
             ``mask_zero=True``): the converter's calibration of such a loop crashes the process.
-        TypeError: not a Keras model, or a model with several inputs.
+        TypeError: not a Keras model.
         ValueError: a model that takes any sequence length without ``seq_len``, or a ``seq_len``
             other than the model's fixed one; a stateful recurrent layer.
 
@@ -93,15 +97,24 @@ def to_tflite(
             "the activation ranges on (or use 'dynamic', which needs none)"
         )
     check_positive_int(batch_size=batch_size, calibration_samples=calibration_samples)
-    if seq_len is not None:
+    if isinstance(seq_len, Mapping):
+        unknown = sorted(set(seq_len) - set(_io_names(model)[0]))
+        if unknown:
+            raise ValueError(f"seq_len names inputs the model does not have: {unknown} (its inputs: {_io_names(model)[0]})")
+        for length in seq_len.values():
+            check_positive_int(seq_len=length)
+    elif seq_len is not None:
         check_positive_int(seq_len=seq_len)
     if path is not None:  # not open(path): open(2, "wb") wrote the flatbuffer into stderr and closed it
         path = checked_path("path", path)
         if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ValueError(f"path {path!r}: its folder does not exist (the conversion would be lost after the work)")
     flavours.check_rebuildable(model)  # a subclassed model is refused by name (it failed on model.inputs)
-    if len(model.inputs) != 1:
-        raise TypeError(f"to_tflite exports models with one input; {model.name!r} has {len(model.inputs)}")
+    if quantization == "int8" and len(model.inputs) != 1:
+        raise ValueError(
+            f"quantization='int8' calibrates a model with one input; {model.name!r} has {len(model.inputs)}. Use "
+            f"'dynamic' (int8 weights, float activations) or 'float16'"
+        )
     _check_stateless(model)
     plain = stock_lstm_layers(model)  # the converter fuses only the stock LSTM class
     exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
@@ -109,9 +122,13 @@ def to_tflite(
         _check_int8_exportable(exported)  # after unwrapping quantization-aware layers: a wrapped GRU is a GRU
     if quantization == "dynamic":
         exported = _widen_narrow_lstm_inputs(exported)
-    (spec,) = exported.inputs
-    signature = tf.TensorSpec((batch_size, *_sample_shape(model, tuple(spec.shape[1:]), seq_len)), spec.dtype)
-    function = tf.function(lambda inputs: exported(inputs, training=False)).get_concrete_function(signature)
+    input_names, output_names = _io_names(exported)
+    lengths = seq_len if isinstance(seq_len, Mapping) else dict.fromkeys(input_names, seq_len)
+    signatures = [
+        tf.TensorSpec((batch_size, *_sample_shape(model, tuple(spec.shape[1:]), lengths.get(name))), spec.dtype, name=name)
+        for name, spec in zip(input_names, exported.inputs, strict=True)
+    ]
+    function = tf.function(_forward(exported, output_names)).get_concrete_function(*signatures)
     # The converter saves its trackable object as a SavedModel first (the route on which LSTMs fuse); a
     # module holding just the variables saves in a fraction of the time the whole Keras model takes
     # (about 2 s instead of 14 s for a 2 x LSTM(64) here), and gives the same flatbuffer.
@@ -123,7 +140,8 @@ def to_tflite(
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
-        samples = list(_samples(representative_data, batch_size, calibration_samples, tf.as_dtype(spec.dtype).name, tuple(signature.shape[1:])))
+        (signature,) = signatures  # int8 exports one input (checked above)
+        samples = list(_samples(representative_data, batch_size, calibration_samples, signature.dtype.name, tuple(signature.shape[1:])))
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     content = converter.convert()
@@ -134,6 +152,26 @@ def to_tflite(
         with open(path, "wb") as file:
             file.write(content)
     return content
+
+
+def _io_names(model: Any) -> tuple[list[str], list[str]]:
+    """The names of ``model``'s input layers and of the layers that make its outputs, in order."""
+    def layer_name(tensor: Any) -> str:
+        history = tensor._keras_history
+        return (history.operation if hasattr(history, "operation") else history.layer).name
+
+    return [layer_name(tensor) for tensor in model.inputs], [layer_name(tensor) for tensor in model.outputs]
+
+
+def _forward(model: Any, output_names: list[str]) -> Any:
+    """``model``'s inference call on positional inputs; several outputs come back by name (the export's signature)."""
+    def forward(*inputs: Any) -> Any:
+        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        if len(output_names) == 1:
+            return outputs
+        return {name: output for name, output in zip(output_names, outputs, strict=True)}
+
+    return forward
 
 
 #: The converter leaves a weight tensor with fewer elements than this in float32 under "dynamic";
@@ -358,6 +396,8 @@ class LiteRTModel:
     The model's batch is fixed at export; :meth:`predict` runs bigger inputs in chunks of it and
     pads the last chunk. Each chunk starts from a zero recurrent state, as Keras does: the fused LSTM
     op keeps its state in variable tensors between invocations, so they are reset before each one.
+    A model with an unfused recurrent loop (a ``WHILE`` op) runs on LiteRT's built-in kernels only:
+    the XNNPACK delegate computed an encoder's returned state wrong next to such a loop.
 
     Examples:
         >>> from fastnlp import build_lstm
@@ -367,7 +407,7 @@ class LiteRTModel:
     """
 
     def __init__(self, model: bytes | str | os.PathLike, *, num_threads: int | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         if isinstance(model, (bytes, bytearray)):
             content = bytes(model)
@@ -381,11 +421,34 @@ class LiteRTModel:
         self.size_bytes = len(content)
         try:
             self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            if "WHILE" in self.ops:  # XNNPACK computed an encoder's returned state wrong next to a loop (by 1e-2)
+                self._interpreter = Interpreter(
+                    model_content=content, num_threads=num_threads, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                )
         except (ValueError, RuntimeError) as error:
             raise ValueError(f"model is not a TFLite model LiteRT can load: {error}") from error
         self._interpreter.allocate_tensors()
-        (self._input,) = self._interpreter.get_input_details()
-        (self._output,) = self._interpreter.get_output_details()
+        signatures = self._interpreter.get_signature_list()
+        key = next(iter(signatures), None)
+        several = key is not None and (len(signatures[key]["inputs"]) > 1 or len(signatures[key]["outputs"]) > 1)
+        self._runner = self._interpreter.get_signature_runner(key) if several else None
+        if self._runner is None:
+            (self._input,) = self._interpreter.get_input_details()
+            (self._output,) = self._interpreter.get_output_details()
+            self._inputs, self._outputs = {"": self._input}, {"": self._output}
+        else:
+            self._inputs, self._outputs = self._runner.get_input_details(), self._runner.get_output_details()
+            self._input = next(iter(self._inputs.values()))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The names of a model's inputs, in the order :meth:`predict` takes them as a list (empty: one input)."""
+        return tuple(self._inputs) if self._runner is not None else ()
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The names of a model's outputs, in the order :meth:`predict` returns them (empty: one output)."""
+        return tuple(self._outputs) if self._runner is not None else ()
 
     @property
     def batch_size(self) -> int:
@@ -398,34 +461,72 @@ class LiteRTModel:
         details = self._interpreter._get_ops_details()  # LiteRT has no public op listing
         return tuple(sorted({op["op_name"] for op in details}))
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        """The model's outputs for ``inputs`` (samples first), as one array.
+    def predict(self, inputs: Any) -> Any:
+        """The model's outputs for ``inputs`` (samples first): one array, or a list in :attr:`output_names`' order.
+
+        A model with several inputs takes a list (in :attr:`input_names`' order) or a dict by name.
 
         Raises:
-            ValueError: the wrong shape, or integer ids the model's integer input cannot hold.
+            ValueError: the wrong shape, inputs of different lengths, missing or unknown input names, or
+                integer ids the model's integer input cannot hold.
             TypeError: ids with a fractional part for a model of integer ids (they were truncated).
         """
-        inputs = self._checked(np.asarray(inputs))
-        expected = tuple(self._input["shape"][1:])
-        if inputs.ndim == 0 or tuple(inputs.shape[1:]) != expected:
-            raise ValueError(f"inputs must have shape (n, {', '.join(map(str, expected))}), got {inputs.shape}")
-        if len(inputs) == 0:
-            return np.zeros((0, *self._output["shape"][1:]), self._output["dtype"])
-        outputs = []
-        for start in range(0, len(inputs), self.batch_size):
-            chunk = inputs[start : start + self.batch_size]
-            filled = len(chunk)
-            if filled < self.batch_size:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - filled, axis=0)])
+        named = self._named(inputs)
+        count = len(next(iter(named.values())))
+        if count == 0:
+            empty = [np.zeros((0, *detail["shape"][1:]), detail["dtype"]) for detail in self._outputs.values()]
+            return empty[0] if self._runner is None else empty
+        outputs: dict[str, list[np.ndarray]] = {name: [] for name in self._outputs}
+        for start in range(0, count, self.batch_size):
+            chunks = {name: self._chunk(values[start : start + self.batch_size]) for name, values in named.items()}
+            filled = min(self.batch_size, count - start)
             self._interpreter.reset_all_variables()  # the fused LSTM keeps its state between invokes
-            self._interpreter.set_tensor(self._input["index"], chunk)
-            self._interpreter.invoke()
-            outputs.append(self._interpreter.get_tensor(self._output["index"])[:filled].copy())
-        return np.concatenate(outputs)
+            if self._runner is None:
+                self._interpreter.set_tensor(self._input["index"], chunks[""])
+                self._interpreter.invoke()
+                outputs[""].append(self._interpreter.get_tensor(self._output["index"])[:filled].copy())
+            else:
+                results = self._runner(**chunks)
+                for name in outputs:
+                    outputs[name].append(np.asarray(results[name])[:filled].copy())
+        joined = [np.concatenate(parts) for parts in outputs.values()]
+        return joined[0] if self._runner is None else joined
 
-    def _checked(self, inputs: np.ndarray) -> np.ndarray:
-        """``inputs`` as the model's input dtype, refusing what a cast would change silently."""
-        dtype = np.dtype(self._input["dtype"])
+    def _named(self, inputs: Any) -> dict[str, np.ndarray]:
+        """``inputs`` by input name, each checked against its input's shape and dtype."""
+        if self._runner is None:
+            given = {"": inputs}
+        elif isinstance(inputs, Mapping):
+            missing, unknown = sorted(set(self._inputs) - set(inputs)), sorted(set(inputs) - set(self._inputs))
+            if missing or unknown:
+                raise ValueError(f"inputs: missing {missing}, unknown {unknown}; the model's inputs are {list(self._inputs)}")
+            given = dict(inputs)
+        elif isinstance(inputs, (list, tuple)) and len(inputs) == len(self._inputs):
+            given = dict(zip(self._inputs, inputs, strict=True))
+        else:
+            raise ValueError(f"inputs: give a list of {len(self._inputs)} arrays or a dict by name ({list(self._inputs)})")
+        named = {}
+        for name, values in given.items():
+            detail = self._inputs[name]
+            values = self._checked(np.asarray(values), detail)
+            expected = tuple(detail["shape"][1:])
+            if values.ndim == 0 or tuple(values.shape[1:]) != expected:
+                label = f"inputs[{name!r}]" if name else "inputs"
+                raise ValueError(f"{label} must have shape (n, {', '.join(map(str, expected))}), got {values.shape}")
+            named[name] = values
+        if len({len(values) for values in named.values()}) > 1:
+            raise ValueError(f"inputs have different numbers of samples: { {name: len(v) for name, v in named.items()} }")
+        return named
+
+    def _chunk(self, values: np.ndarray) -> np.ndarray:
+        """``values`` padded to the exported batch (repeating the last sample)."""
+        if len(values) < self.batch_size:
+            values = np.concatenate([values, np.repeat(values[-1:], self.batch_size - len(values), axis=0)])
+        return values
+
+    def _checked(self, inputs: np.ndarray, detail: dict) -> np.ndarray:
+        """``inputs`` as the input's dtype, refusing what a cast would change silently."""
+        dtype = np.dtype(detail["dtype"])
         if np.issubdtype(dtype, np.integer) and inputs.size:
             if not (np.issubdtype(inputs.dtype, np.integer) or np.issubdtype(inputs.dtype, np.floating)):
                 raise TypeError(f"inputs must be integer ids, got {inputs.dtype}")

@@ -200,3 +200,34 @@ def test_an_lstm_on_narrow_inputs_is_quantized_too(flavour, monkeypatch):
     as_before = to_tflite(model, "dynamic")  # the first LSTM's 32 x 1 input weights kept the whole op float32
     assert len(widened) < 0.8 * len(as_before)
 
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_an_encoder_decoder_with_two_inputs_and_two_outputs_exports_by_name(flavour):
+    """The seq2seq trainer's shape: named inputs in, named outputs out, a list or a dict to LiteRT."""
+    keras_ = flavours.keras_module(flavour)
+    encoder_in = keras_.Input((SEQ,), dtype="int32", name="encoder_ids")
+    decoder_in = keras_.Input((SEQ - 2,), dtype="int32", name="decoder_ids")
+    _, h, c = keras_.layers.LSTM(8, return_state=True)(keras_.layers.Embedding(VOCAB, 4)(encoder_in))
+    decoded = keras_.layers.LSTM(8, return_sequences=True)(keras_.layers.Embedding(VOCAB, 4)(decoder_in), initial_state=[h, c])
+    tokens = keras_.layers.Dense(VOCAB, activation="softmax", name="tokens")(decoded)
+    length = keras_.layers.Dense(1, name="length")(h)
+    model = keras_.Model([encoder_in, decoder_in], [tokens, length])
+    rng = np.random.default_rng(0)
+    x = [rng.integers(0, VOCAB, (5, SEQ)), rng.integers(0, VOCAB, (5, SEQ - 2))]
+
+    lite = LiteRTModel(to_tflite(model, batch_size=2))
+
+    assert set(lite.input_names) == {"encoder_ids", "decoder_ids"} and set(lite.output_names) == {"tokens", "length"}
+    expected = dict(zip(["tokens", "length"], model.predict(x, verbose=0), strict=True))
+    by_name = lite.predict({"encoder_ids": x[0], "decoder_ids": x[1]})
+    by_list = lite.predict([{"encoder_ids": x[0], "decoder_ids": x[1]}[name] for name in lite.input_names])
+    for got in (by_list, by_name):
+        for name, values in zip(lite.output_names, got, strict=True):
+            np.testing.assert_allclose(values, expected[name], atol=1e-5)
+    with pytest.raises(ValueError, match=r"missing \['decoder_ids'\]"):
+        lite.predict({"encoder_ids": x[0]})
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        lite.predict({"encoder_ids": x[0], "decoder_ids": x[1][:3]})
+    with pytest.raises(ValueError, match="int8' calibrates a model with one input"):
+        to_tflite(model, "int8", representative_data=x[0])
