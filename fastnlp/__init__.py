@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "quantize": "fastnlp.speedups.compress",
     "to_tflite": "fastnlp.speedups.compress",
     "LiteRTModel": "fastnlp.speedups.compress",
+    "split_preprocessing": "fastnlp.speedups.compress",
     "TuneResult": "fastnlp.speedups.tuning",
     "char_lm_dataset": "fastnlp.preprocess",
     "CharVocabulary": "fastnlp.preprocess",

@@ -62,6 +62,15 @@ def tiny_model(flavour="keras"):
     return fastnlp.build_lstm(12, units=4, num_layers=1, embedding_dim=4, seq_len=5, flavour=flavour)
 
 
+def tiny_string_model():
+    import keras
+
+    vectorize = keras.layers.TextVectorization(max_tokens=12, output_sequence_length=5)
+    vectorize.adapt(["a cat sat", "a dog ran"])
+    raw = keras.Input((1,), dtype="string")
+    return keras.Model(raw, keras.layers.Dense(2)(keras.layers.Embedding(12, 4)(vectorize(raw))))
+
+
 def tiny_dataset():
     import tensorflow as tf
 
@@ -101,6 +110,7 @@ VALID_CALLS = {
     "normalize_text": lambda tmp: (("Some  TEXT 42",), {}),
     "remove_stopwords": lambda tmp: (("the cat", {"the"}), {}),
     "set_steps_per_execution": lambda tmp: ((tiny_model(),), {"steps": 2}),
+    "split_preprocessing": lambda tmp: ((tiny_string_model(),), {}),
     "strip_pruning": lambda tmp: ((fastnlp.prune(tiny_model("tf_keras")),), {}),
     "text_classification_dataset": lambda tmp: ((["a cat", "a dog"], [0, 1]), {"batch_size": 2}),
     "tokenize": lambda tmp: (("Some text",), {}),

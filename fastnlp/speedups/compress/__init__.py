@@ -10,10 +10,11 @@ from typing import Any
 from fastnlp.speedups.compress.export import QUANTIZATIONS, LiteRTModel, to_tflite
 from fastnlp.speedups.compress.pruning import prune, strip_pruning, weight_sparsity
 from fastnlp.speedups.compress.quantization import quantize
+from fastnlp.speedups.compress.split import split_preprocessing
 
 __all__ = [
-    "QUANTIZATIONS", "LiteRTModel", "RecurrentQuantizeConfig", "prune", "quantize", "strip_pruning", "to_tflite",
-    "weight_sparsity",
+    "QUANTIZATIONS", "LiteRTModel", "RecurrentQuantizeConfig", "prune", "quantize", "split_preprocessing", "strip_pruning",
+    "to_tflite", "weight_sparsity",
 ]
 
 

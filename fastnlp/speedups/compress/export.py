@@ -110,6 +110,9 @@ def to_tflite(
         if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ValueError(f"path {path!r}: its folder does not exist (the conversion would be lost after the work)")
     flavours.check_rebuildable(model)  # a subclassed model is refused by name (it failed on model.inputs)
+    flavours.refuse_preprocessing(
+        model, "to_tflite", "holds a lookup table, which is not a TFLite op (split_preprocessing(model) cuts the model there)"
+    )
     if quantization == "int8" and len(model.inputs) != 1:
         raise ValueError(
             f"quantization='int8' calibrates a model with one input; {model.name!r} has {len(model.inputs)}. Use "
@@ -133,7 +136,8 @@ def to_tflite(
     # module holding just the variables saves in a fraction of the time the whole Keras model takes
     # (about 2 s instead of 14 s for a 2 x LSTM(64) here), and gives the same flatbuffer.
     variables = tf.Module()
-    variables.weights = list(exported.variables)
+    # Keras 3's variables wrap a tf.Variable, which the SavedModel must hold (it held none: the export computed garbage)
+    variables.weights = [v.value if type(v).__module__.startswith("keras.") else v for v in exported.variables]
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variables)
     if quantization is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -231,3 +231,17 @@ def test_an_encoder_decoder_with_two_inputs_and_two_outputs_exports_by_name(flav
         lite.predict({"encoder_ids": x[0], "decoder_ids": x[1][:3]})
     with pytest.raises(ValueError, match="int8' calibrates a model with one input"):
         to_tflite(model, "int8", representative_data=x[0])
+
+
+def test_a_keras_3_model_that_stays_keras_3_exports_its_weights():
+    """A nested model does not convert to tf_keras; its Keras 3 export computed garbage (1.6e14) without a word."""
+    import keras
+
+    inner_in = keras.Input((SEQ,), dtype="int32")
+    inner = keras.Model(inner_in, keras.layers.Dense(3)(keras.layers.Embedding(VOCAB, 4)(inner_in)), name="inner")
+    ids = keras.Input((SEQ,), dtype="int32")
+    outer = keras.Model(ids, keras.layers.Dense(2)(keras.layers.Flatten()(inner(ids))))
+    x = np.random.default_rng(0).integers(0, VOCAB, (3, SEQ))
+    with pytest.warns(SpeedupWarning, match="exporting the Keras 3 model as it is"):
+        lite = LiteRTModel(to_tflite(outer))
+    np.testing.assert_allclose(lite.predict(x), outer.predict(x, verbose=0), atol=1e-5)
