@@ -20,13 +20,8 @@ COMPRESSION_MODULE = "fastnlp.speedups.compress.objects"
 
 #: For each flavour, the modules whose import registers fastnlp's classes with that flavour's Keras.
 MODULES: dict[str, tuple[str, ...]] = {
-    "keras": (
-        "fastnlp.speedups.hoisted_lstm_keras", "fastnlp.speedups.hoisted_gru_keras", "fastnlp.speedups.parallel.distributed_model_keras",
-    ),
-    "tf_keras": (
-        "fastnlp.speedups.hoisted_lstm_tf_keras", "fastnlp.speedups.hoisted_gru_tf_keras",
-        "fastnlp.speedups.parallel.distributed_model_tf_keras", COMPRESSION_MODULE,
-    ),
+    "keras": ("fastnlp.speedups.hoisted_keras", "fastnlp.speedups.parallel.distributed_model_keras"),
+    "tf_keras": ("fastnlp.speedups.hoisted_tf_keras", "fastnlp.speedups.parallel.distributed_model_tf_keras", COMPRESSION_MODULE),
 }
 
 
@@ -53,7 +48,7 @@ def fastnlp_counterpart(layer: Any, flavour: str) -> type | None:
         >>> import keras
         >>> from fastnlp.speedups.hoisted_lstm import hoisted_lstm_class
         >>> fastnlp_counterpart(hoisted_lstm_class("keras")(4), "tf_keras").__module__
-        'fastnlp.speedups.hoisted_lstm_tf_keras'
+        'fastnlp.speedups.hoisted_tf_keras'
     """
     for kind in ("keras", "tf_keras"):
         name = _registry(kind).get_registered_name(type(layer)) if kind in sys.modules else ""

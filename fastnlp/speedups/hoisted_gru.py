@@ -6,16 +6,17 @@ forward and backward, only the recurrent products remain; the recurrent kernel's
 recurrent bias's) are single products after the backward loop. With ``reset_after=True`` (Keras's
 default, cuDNN's form) the reset gate scales ``h @ U_h + b_h``: one ``h @ U`` per step. With
 ``reset_after=False`` it scales ``h`` before its product: ``h @ U_zr`` and ``(r * h) @ U_h`` per step.
-Masks follow Keras: a masked step carries the state over. Each flavour's class is defined in its own
-module (:mod:`fastnlp.speedups.hoisted_gru_keras`, :mod:`fastnlp.speedups.hoisted_gru_tf_keras`) and
+Masks follow Keras: a masked step carries the state over. Each flavour's class is defined beside its
+HoistedLSTM (:mod:`fastnlp.speedups.hoisted_keras`, :mod:`fastnlp.speedups.hoisted_tf_keras`) and
 registered as ``fastnlp>HoistedGRU``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any
+
+from fastnlp.speedups.hoisted_lstm import hoisted_class, is_hoisted, keras_outputs, project_time_major, steps_kept
 
 __all__ = ["gru_recurrence", "hoisted_gru", "hoisted_gru_class", "is_hoisted_gru"]
 
@@ -148,22 +149,10 @@ def hoisted_gru(
     if bias is not None:
         bias = tf.convert_to_tensor(bias)
         input_bias, recurrent_bias = (bias[0], bias[1]) if reset_after else (bias, recurrent_bias)
-    if go_backwards:
-        sequences = tf.reverse(sequences, axis=[1])
-    time_major = tf.transpose(sequences, (1, 0, 2))
-    shape = tf.shape(time_major)
-    projected = tf.reshape(tf.matmul(tf.reshape(time_major, (-1, shape[2])), kernel) + input_bias, (shape[0], shape[1], -1))
-    keep = None
-    if mask is not None:
-        keep = tf.cast(tf.reverse(mask, axis=[1]) if go_backwards else mask, projected.dtype)
-        keep = tf.transpose(keep)[:, :, None]
-    outputs, h = gru_recurrence(projected, h0, recurrent_kernel, recurrent_bias, keep, reset_after=reset_after)
-    last = h
-    if keep is not None:
-        counted = keep if zero_output_for_mask else tf.cast(tf.cumsum(keep, axis=0) > 0, keep.dtype)
-        outputs = outputs * counted
-        last = outputs[-1]
-    outputs = tf.transpose(outputs, (1, 0, 2)) if return_sequences else last[:, None, :]
+    projected = project_time_major(sequences, kernel, input_bias, go_backwards)
+    keep = steps_kept(mask, go_backwards, projected.dtype)
+    states, h = gru_recurrence(projected, h0, recurrent_kernel, recurrent_bias, keep, reset_after=reset_after)
+    last, outputs = keras_outputs(states, h, keep, zero_output_for_mask=zero_output_for_mask, return_sequences=return_sequences)
     return last, outputs, [h]
 
 
@@ -180,11 +169,9 @@ def hoisted_gru_class(flavour: str) -> type:
         >>> bool(np.allclose(hoisted(x), y, atol=1e-6))
         True
     """
-    if flavour not in ("keras", "tf_keras"):
-        raise ValueError(f"flavour must be 'keras' or 'tf_keras', got {flavour!r}")
-    return importlib.import_module(f"{__name__}_{flavour}").HoistedGRU
+    return hoisted_class("HoistedGRU", flavour)
 
 
 def is_hoisted_gru(layer: Any) -> bool:
     """Whether ``layer`` is a :class:`HoistedGRU` of either flavour."""
-    return type(layer).__name__ == "HoistedGRU" and type(layer).__module__.startswith(__name__)
+    return is_hoisted(layer, "HoistedGRU")

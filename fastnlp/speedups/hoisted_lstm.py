@@ -13,8 +13,8 @@ A padding mask is followed as Keras follows it: a masked step carries the states
 the stock execution where that is the better or the only one: where cuDNN would run (a GPU is visible
 and the layer is cuDNN-eligible), with recurrent dropout, ``unroll=True`` or activations other than
 tanh/sigmoid (:func:`fastnlp.core.recurrent.fast_path_blockers` is the rule).
-Each flavour's class is defined in its own module (:mod:`fastnlp.speedups.hoisted_lstm_keras`,
-:mod:`fastnlp.speedups.hoisted_lstm_tf_keras`) and registered with Keras as ``fastnlp>HoistedLSTM``;
+Each flavour's class is defined in its own module (:mod:`fastnlp.speedups.hoisted_keras`,
+:mod:`fastnlp.speedups.hoisted_tf_keras`) and registered with Keras as ``fastnlp>HoistedLSTM``;
 :func:`hoisted_lstm_class` returns the one for a flavour, and :func:`fastnlp.load_checkpoint` knows
 both through :data:`fastnlp.core.serializables.MODULES`.
 """
@@ -27,7 +27,10 @@ from typing import Any
 
 from fastnlp.core.recurrent import cudnn_would_run, fast_path_blockers
 
-__all__ = ["hoistable", "hoisted_lstm", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted_lstm"]
+__all__ = [
+    "hoistable", "hoisted_class", "hoisted_lstm", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted", "is_hoisted_lstm",
+    "keras_outputs", "project_time_major", "steps_kept",
+]
 
 
 def hoisted_recurrence(projected: Any, h0: Any, c0: Any, recurrent_kernel: Any, keep: Any = None) -> tuple[Any, Any, Any]:
@@ -138,33 +141,65 @@ def hoisted_lstm(
     # Tensors, read now: a stateful layer's state variables are overwritten after the forward pass (its
     # gradient read the new values), and tf_keras's mixed precision passes AutoCastVariables, which the
     # custom gradient would take for variables of its own.
-    h0, c0, kernel, recurrent_kernel = (tf.convert_to_tensor(value) for value in (h0, c0, kernel, recurrent_kernel))
-    bias = None if bias is None else tf.convert_to_tensor(bias)
+    h0, c0, recurrent_kernel = (tf.convert_to_tensor(value) for value in (h0, c0, recurrent_kernel))
+    projected = project_time_major(sequences, kernel, bias, go_backwards)
+    keep = steps_kept(mask, go_backwards, projected.dtype)
+    states, h, c = hoisted_recurrence(projected, h0, c0, recurrent_kernel, keep)
+    last, outputs = keras_outputs(states, h, keep, zero_output_for_mask=zero_output_for_mask, return_sequences=return_sequences)
+    return last, outputs, [h, c]
+
+
+def project_time_major(sequences: Any, kernel: Any, bias: Any, go_backwards: bool) -> Any:
+    """``x_t @ W + b`` for every step of batch-major ``sequences``, as one product: ``(time, batch, gates * units)``."""
+    import tensorflow as tf
+
     if go_backwards:
         sequences = tf.reverse(sequences, axis=[1])
-    time_major = tf.transpose(sequences, (1, 0, 2))  # one transpose of the narrow input, not of the 4x wider projection
+    time_major = tf.transpose(sequences, (1, 0, 2))  # one transpose of the narrow input, not of the wider projection
     shape = tf.shape(time_major)
-    projected = tf.matmul(tf.reshape(time_major, (-1, shape[2])), kernel)
+    projected = tf.matmul(tf.reshape(time_major, (-1, shape[2])), tf.convert_to_tensor(kernel))
     if bias is not None:
-        projected = projected + bias
-    projected = tf.reshape(projected, (shape[0], shape[1], -1))
-    keep = None
-    if mask is not None:
-        keep = tf.cast(tf.reverse(mask, axis=[1]) if go_backwards else mask, projected.dtype)
-        keep = tf.transpose(keep)[:, :, None]
-    outputs, h, c = hoisted_recurrence(projected, h0, c0, recurrent_kernel, keep)
+        projected = projected + tf.convert_to_tensor(bias)
+    return tf.reshape(projected, (shape[0], shape[1], -1))
+
+
+def steps_kept(mask: Any, go_backwards: bool, dtype: Any) -> Any:
+    """A Keras ``mask`` (batch, time) as the recurrences take it: ``(time, batch, 1)`` of 1 and 0 (None: no mask)."""
+    import tensorflow as tf
+
+    if mask is None:
+        return None
+    keep = tf.cast(tf.reverse(mask, axis=[1]) if go_backwards else mask, dtype)
+    return tf.transpose(keep)[:, :, None]
+
+
+def keras_outputs(states: Any, h: Any, keep: Any, *, zero_output_for_mask: bool, return_sequences: bool) -> tuple[Any, Any]:
+    """``(last_output, outputs)`` as Keras's RNN returns them, from every step's state ``(time, batch, units)``."""
+    import tensorflow as tf
+
     last = h
-    if keep is not None:
+    if keep is not None:  # a masked step's output is the previous output (0 before the first counted step), or 0
         counted = keep if zero_output_for_mask else tf.cast(tf.cumsum(keep, axis=0) > 0, keep.dtype)
-        outputs = outputs * counted
-        last = outputs[-1]
-    outputs = tf.transpose(outputs, (1, 0, 2)) if return_sequences else last[:, None, :]
-    return last, outputs, [h, c]
+        states = states * counted
+        last = states[-1]
+    return last, tf.transpose(states, (1, 0, 2)) if return_sequences else last[:, None, :]
 
 
 def hoistable(layer: Any) -> bool:
     """Whether the hoisted loop computes what ``layer``'s stock kernel would, and cuDNN would not run instead."""
     return not fast_path_blockers(layer, "hoisted") and not cudnn_would_run(layer)
+
+
+def hoisted_class(name: str, flavour: str) -> type:
+    """fastnlp's hoisted layer class ``name`` (``"HoistedLSTM"``, ``"HoistedGRU"``) of ``flavour``."""
+    if flavour not in ("keras", "tf_keras"):
+        raise ValueError(f"flavour must be 'keras' or 'tf_keras', got {flavour!r}")
+    return getattr(importlib.import_module(f"fastnlp.speedups.hoisted_{flavour}"), name)
+
+
+def is_hoisted(layer: Any, name: str) -> bool:
+    """Whether ``layer`` is fastnlp's hoisted layer class ``name``, of either flavour."""
+    return type(layer).__name__ == name and type(layer).__module__ in ("fastnlp.speedups.hoisted_keras", "fastnlp.speedups.hoisted_tf_keras")
 
 
 def hoisted_lstm_class(flavour: str) -> type:
@@ -180,11 +215,9 @@ def hoisted_lstm_class(flavour: str) -> type:
         >>> bool(np.allclose(hoisted(x), y, atol=1e-6))
         True
     """
-    if flavour not in ("keras", "tf_keras"):
-        raise ValueError(f"flavour must be 'keras' or 'tf_keras', got {flavour!r}")
-    return importlib.import_module(f"{__name__}_{flavour}").HoistedLSTM
+    return hoisted_class("HoistedLSTM", flavour)
 
 
 def is_hoisted_lstm(layer: Any) -> bool:
     """Whether ``layer`` is a :class:`HoistedLSTM` of either flavour."""
-    return type(layer).__name__ == "HoistedLSTM" and type(layer).__module__.startswith(__name__)
+    return is_hoisted(layer, "HoistedLSTM")
