@@ -13,7 +13,7 @@ def test_import_is_cheap_and_loads_no_tensorflow():
 def test_building_a_model_imports_no_model_optimization_toolkit():
     code = "import sys; from fastnlp import build_lstm; print(any(m.startswith('tensorflow_model_optimization') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"  # it did, through catalog -> compress -> compression_objects
+    assert out.strip() == "False"  # it did once, through catalog -> compress -> the compression objects
 
 
 def test_every_public_name_resolves():
