@@ -14,8 +14,8 @@ import os
 import zipfile
 from typing import Any
 
-from fastnlp.core import notices
 from fastnlp.core import flavour as flavours
+from fastnlp.core import notices
 from fastnlp.core.lineage import saved_lineage, set_lineage
 from fastnlp.core.validation import check_mapping, checked_path
 
@@ -201,9 +201,12 @@ class BestCheckpoint:
         if self.monitor.startswith("val_") and self.monitor[4:] in logs:
             if not self.warned:
                 self.warned = True
-                notices.warn(f"best_checkpoint: {self.monitor!r} is not logged because fit has no validation data; saving "
+                notices.warn(
+                    f"best_checkpoint: {self.monitor!r} is not logged because fit has no validation data; saving "
                     f"each epoch's model to {self.path} instead of the best (pass validation_data, or monitor="
-                    f"{self.monitor[4:]!r})", UserWarning)
+                    f"{self.monitor[4:]!r})",
+                    UserWarning,
+                )
             return
         raise ValueError(
             f"best_checkpoint: monitor={self.monitor!r} is not logged (logged: {sorted(logs)}); this epoch's model "

@@ -9,8 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from fastnlp.core import notices
-from fastnlp.core import flavour, hardware
+from fastnlp.core import flavour, hardware, notices
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import rebuild
 from fastnlp.core.recurrent import cudnn_report
@@ -52,13 +51,19 @@ def use_xla(model: Any) -> Applied:
     flavour.refuse_preprocessing(model, "use_xla", "works on strings or lookup tables, which XLA cannot compile")
     result = _recompiled(model, "use_xla", jit_compile=True)
     if not hardware.has_gpu():
-        notices.warn("use_xla: no GPU visible; on CPUs XLA often trains LSTMs slower (docs/gpu.md): measure before "
-            "you keep it", SpeedupWarning)
+        notices.warn(
+            "use_xla: no GPU visible; on CPUs XLA often trains LSTMs slower (docs/gpu.md): measure before "
+            "you keep it",
+            SpeedupWarning,
+        )
     else:
         eligible = [status.layer for status in cudnn_report(model) if status.eligible]
         if eligible:
-            notices.warn(f"use_xla: XLA cannot compile the cuDNN kernel, so {eligible} run the generic kernel under XLA; "
-                "compare with cudnn_report and a timed run", SpeedupWarning)
+            notices.warn(
+                f"use_xla: XLA cannot compile the cuDNN kernel, so {eligible} run the generic kernel under XLA; "
+                "compare with cudnn_report and a timed run",
+                SpeedupWarning,
+            )
     return Applied(result, "use_xla (jit_compile=True)")
 
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from fastnlp.core import notices
-from fastnlp.core import flavour, hardware
+from fastnlp.core import flavour, hardware, notices
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import edit_wrapped, rebuild
 from fastnlp.core.recurrent import FIXABLE_SETTINGS, fast_path_blockers, recurrent_layers

@@ -17,8 +17,8 @@ class HoistedLoop:
     """The tf_keras recurrent layer's ``call``, run hoisted where that computes the stock math
     (:func:`~fastnlp.speedups.hoisted_lstm.hoistable`); the layer class says how (:meth:`hoisted`)."""
 
-    #: how many gate inputs the stock fused path draws dropout masks for
-    GATES = 0
+    #: how many gate inputs the stock fused path draws dropout masks for (each layer class says)
+    GATES: int
 
     def call(self, inputs: Any, mask: Any = None, training: Any = None, initial_state: Any = None) -> Any:
         if isinstance(mask, (list, tuple)):

@@ -16,7 +16,7 @@ from fastnlp.core.registry import Applied, NoEffect, speedup
 from fastnlp.speedups.hoisted_gru import hoisted_gru_class, is_hoisted_gru
 from fastnlp.speedups.hoisted_lstm import hoisted_lstm_class, is_hoisted_lstm
 
-__all__ = ["hoist_lstm_projection", "stock_lstm_layers"]
+__all__ = ["hoist_lstm_projection", "stock_recurrent_layers"]
 
 
 @speedup(stage="layer_config", conflicts=("prune", "quantize"))
@@ -76,7 +76,7 @@ def hoist_lstm_projection(model: Any) -> Applied | NoEffect:
     return Applied(result, f"hoist_lstm_projection({sorted(chosen)})")
 
 
-def stock_lstm_layers(model: Any) -> Any:
+def stock_recurrent_layers(model: Any) -> Any:
     """``model`` itself, or a copy whose hoisted LSTM and GRU layers are stock layers again (same weights).
 
     Tools that recognise the stock class (the TFLite converter's fused LSTM, tfmot) get the stock layer.

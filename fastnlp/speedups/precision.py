@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastnlp.core import notices
-from fastnlp.core import flavour, hardware
+from fastnlp.core import flavour, hardware, notices
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import edit_wrapped, rebuild, wrapped_layers
 from fastnlp.core.registry import Applied, NoEffect, speedup
@@ -60,9 +59,12 @@ def enable_mixed_precision(model: Any, policy: str = "auto") -> Applied | NoEffe
 
     custom = [layer.name for layer in flavour.leaf_layers(model) if _is_custom(layer)]
     if custom:
-        notices.warn(f"enable_mixed_precision: kept {custom} in float32: a custom layer's own sub-layers take the global "
+        notices.warn(
+            f"enable_mixed_precision: kept {custom} in float32: a custom layer's own sub-layers take the global "
             f"policy, not the one set on it (to run them mixed, call keras.mixed_precision.set_global_policy before "
-            f"building the model)", SpeedupWarning)
+            f"building the model)",
+            SpeedupWarning,
+        )
 
     def set_policy(layer: Any, config: dict, is_output: bool) -> dict:
         def one(layer: Any, config: dict) -> dict:  # a wrapper's layers (Bidirectional's LSTMs) take it too

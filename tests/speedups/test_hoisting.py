@@ -21,7 +21,7 @@ from fastnlp.core.convert import convert
 from fastnlp.core.notices import NoEffectWarning, SpeedupWarning
 from fastnlp.speedups.hoisted_lstm import hoisted_lstm, hoisted_lstm_class, hoisted_recurrence, is_hoisted_lstm
 from fastnlp.speedups.hoisted_gru import gru_recurrence, hoisted_gru_class, is_hoisted_gru
-from fastnlp.speedups.hoisting import stock_lstm_layers
+from fastnlp.speedups.hoisting import stock_recurrent_layers
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning")
 
@@ -166,7 +166,7 @@ def test_both_directions_of_a_bidirectional_lstm_are_hoisted(flavour, tmp_path):
     loaded = load_checkpoint(tmp_path / "fast.keras")
     assert is_hoisted(loaded.get_layer("both_gru").backward_layer)
     np.testing.assert_allclose(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=1e-5)
-    stock = stock_lstm_layers(fast)
+    stock = stock_recurrent_layers(fast)
     assert not any(is_hoisted(w.forward_layer) for w in stock.layers if w.name.startswith("both_"))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fastnlp.core import notices
 from fastnlp.core import flavour as flavours
+from fastnlp.core import notices
 from fastnlp.core.convert import convert
 from fastnlp.core.notices import FlavourWarning
 from fastnlp.core.rebuild import rebuild
@@ -26,9 +26,12 @@ def tf_keras_copy(model: Any, transform: str) -> Any:
         )
     if flavours.detect(model) == "tf_keras":
         return rebuild(model)
-    notices.warn(f"{transform}: the result is a tf_keras model: tensorflow-model-optimization wraps only tf_keras "
+    notices.warn(
+        f"{transform}: the result is a tf_keras model: tensorflow-model-optimization wraps only tf_keras "
         f"layers. Train it with fit as usual; fastnlp.strip_pruning(..., to='keras') and fastnlp.to_tflite "
-        f"bring it back out", FlavourWarning)
+        f"bring it back out",
+        FlavourWarning,
+    )
     return convert(model, "tf_keras")
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from fastnlp.core import notices
 from fastnlp.core import flavour as flavours
+from fastnlp.core import notices
 from fastnlp.core.convert import convert, reassemble
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.recurrent import makes_mask, recurrent_layers
 from fastnlp.core.validation import check_positive_int, checked_path
-from fastnlp.speedups.hoisting import stock_lstm_layers
+from fastnlp.speedups.hoisting import stock_recurrent_layers
 
 __all__ = ["QUANTIZATIONS", "LiteRTModel", "to_tflite"]
 
@@ -98,9 +98,10 @@ def to_tflite(
         )
     check_positive_int(batch_size=batch_size, calibration_samples=calibration_samples)
     if isinstance(seq_len, Mapping):
-        unknown = sorted(set(seq_len) - set(_io_names(model)[0]))
+        names = _io_names(model)[0]
+        unknown = sorted(set(seq_len) - set(names))
         if unknown:
-            raise ValueError(f"seq_len names inputs the model does not have: {unknown} (its inputs: {_io_names(model)[0]})")
+            raise ValueError(f"seq_len names inputs the model does not have: {unknown} (its inputs: {names})")
         for length in seq_len.values():
             check_positive_int(seq_len=length)
     elif seq_len is not None:
@@ -119,7 +120,7 @@ def to_tflite(
             f"'dynamic' (int8 weights, float activations) or 'float16'"
         )
     _check_stateless(model)
-    plain = stock_lstm_layers(model)  # the converter fuses only the stock LSTM class
+    plain = stock_recurrent_layers(model)  # the converter fuses only the stock LSTM class
     exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
     if quantization == "int8":
         _check_int8_exportable(exported)  # after unwrapping quantization-aware layers: a wrapped GRU is a GRU
@@ -160,11 +161,7 @@ def to_tflite(
 
 def _io_names(model: Any) -> tuple[list[str], list[str]]:
     """The names of ``model``'s input layers and of the layers that make its outputs, in order."""
-    def layer_name(tensor: Any) -> str:
-        history = tensor._keras_history
-        return (history.operation if hasattr(history, "operation") else history.layer).name
-
-    return [layer_name(tensor) for tensor in model.inputs], [layer_name(tensor) for tensor in model.outputs]
+    return [tensor._keras_history[0].name for tensor in model.inputs], [tensor._keras_history[0].name for tensor in model.outputs]
 
 
 def _forward(model: Any, output_names: list[str]) -> Any:
@@ -292,8 +289,11 @@ def _fused_flavour(model: Any) -> Any:
     try:
         return convert(model, "tf_keras")
     except TypeError as error:
-        notices.warn(f"to_tflite: exporting the Keras 3 model as it is ({error}); its LSTMs become WHILE loops, "
-            f"slower than the fused op, and int8 quantization will fail", SpeedupWarning)
+        notices.warn(
+            f"to_tflite: exporting the Keras 3 model as it is ({error}); its LSTMs become WHILE loops, "
+            f"slower than the fused op, and int8 quantization will fail",
+            SpeedupWarning,
+        )
         return model
 
 
@@ -380,8 +380,11 @@ def _check_agreement(model: Any, content: bytes, inputs: np.ndarray) -> None:
     expected = model.predict(inputs, verbose=0).argmax(-1)
     agreement = float(np.mean(LiteRTModel(content).predict(inputs).argmax(-1) == expected))
     if agreement < _MIN_AGREEMENT:
-        notices.warn(f"to_tflite: the int8 export agrees with the model on only {agreement:.0%} of the top predictions "
-            f"for {len(inputs)} calibration inputs; check its quality, or use quantization='dynamic'", SpeedupWarning)
+        notices.warn(
+            f"to_tflite: the int8 export agrees with the model on only {agreement:.0%} of the top predictions "
+            f"for {len(inputs)} calibration inputs; check its quality, or use quantization='dynamic'",
+            SpeedupWarning,
+        )
 
 
 def _warn_unfused(model: Any, ops: tuple[str, ...]) -> None:
@@ -389,8 +392,11 @@ def _warn_unfused(model: Any, ops: tuple[str, ...]) -> None:
         kind = type(getattr(layer, "layer", layer)).__name__
         fused = _FUSED_RECURRENT.get(kind)
         if fused and fused not in ops:
-            notices.warn(f"to_tflite: layer {layer.name!r} ({kind}) did not become {fused} (ops: {list(ops)}); "
-                f"LiteRT will run it as a loop of small ops", SpeedupWarning)
+            notices.warn(
+                f"to_tflite: layer {layer.name!r} ({kind}) did not become {fused} (ops: {list(ops)}); "
+                f"LiteRT will run it as a loop of small ops",
+                SpeedupWarning,
+            )
             return
 
 

@@ -96,12 +96,7 @@ def _preprocessed_tensors(model: Any, keras: Any) -> list:
 
 def _calls(layer: Any) -> list[tuple[list, list]]:
     """``(input tensors, output tensors)`` of each call of ``layer`` in its model's graph."""
-    calls = []
-    for node in getattr(layer, "_inbound_nodes", []):
-        inputs = node.input_tensors if hasattr(node, "input_tensors") else node.keras_inputs
-        outputs = node.output_tensors if hasattr(node, "output_tensors") else node.outputs
-        calls.append((_flat(inputs), _flat(outputs)))
-    return calls
+    return [(_flat(node.input_tensors), _flat(node.output_tensors)) for node in getattr(layer, "_inbound_nodes", [])]
 
 
 def _flat(value: Any) -> list:

@@ -12,8 +12,7 @@ import json
 import os
 from typing import Any
 
-from fastnlp.core import notices
-from fastnlp.core import hardware
+from fastnlp.core import hardware, notices
 
 __all__ = ["STRATEGY_NAMES", "cluster_configured", "init_distributed", "is_chief", "resolve_strategy", "workers"]
 
@@ -86,8 +85,11 @@ def init_distributed(*, port_base: int = 8888, communication: str = "auto") -> A
     source = cluster_configured()
     if source is None:
         strategy = _local_strategy(tf)
-        notices.warn(f"init_distributed: no cluster configured (no TF_CONFIG, no multi-task Slurm step); "
-            f"training on this machine with {type(strategy).__name__}", UserWarning)
+        notices.warn(
+            f"init_distributed: no cluster configured (no TF_CONFIG, no multi-task Slurm step); "
+            f"training on this machine with {type(strategy).__name__}",
+            UserWarning,
+        )
     else:
         if context.context()._initialized:
             raise RuntimeError(

@@ -35,8 +35,7 @@ import os
 import warnings
 from typing import Any
 
-from fastnlp.core import notices
-from fastnlp.core import flavour
+from fastnlp.core import flavour, notices
 from fastnlp.core.lineage import Distribution, lineage_of
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import compile_like, rebuild

@@ -149,9 +149,12 @@ def launch_local_workers(
             problem = str(error)
     if isolate_network:
         raise OSError(f"isolate_network=True, but the workers cannot be isolated here: {problem}")
-    notices.warn(f"launch_local_workers: the workers' TensorFlow servers listen on every network interface and run what "
+    notices.warn(
+        f"launch_local_workers: the workers' TensorFlow servers listen on every network interface and run what "
         f"they are sent; they cannot be isolated here ({problem}). Use a machine or container with no untrusted "
-        f"network, or pass isolate_network=False to silence this", RuntimeWarning)
+        f"network, or pass isolate_network=False to silence this",
+        RuntimeWarning,
+    )
     with _stop_on_termination():
         return _supervise(**settings)
 
