@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import sys
 from types import ModuleType
 from typing import Any, Literal
@@ -28,14 +29,17 @@ __all__ = [
     "check_rebuildable",
     "compile_arguments",
     "detect",
+    "is_layer_graph",
     "is_preprocessing",
     "keras_module",
     "leaf_layers",
     "load_model",
     "loss_scale_optimizer_class",
+    "new_instance",
     "refuse_preprocessing",
     "require_compiled",
     "set_untracked",
+    "shared_as_is",
 ]
 
 
@@ -168,16 +172,20 @@ def require_compiled(model: Any, why: str) -> dict:
     return arguments
 
 
-def check_rebuildable(model: Any) -> None:
+def check_rebuildable(model: Any, *, whole: bool = False) -> None:
     """Raise ``TypeError`` unless ``model`` is a Sequential or functional model of either flavour whose
-    layers can each be re-created from their config (preprocessing layers are carried over as they are).
+    layers can each be re-created from their config. Preprocessing layers, and layers without weights
+    that their config cannot re-create, are carried over as they are (:func:`shared_as_is`).
+
+    ``whole``: the caller copies the model whole, re-creating no layer on its own (a compile option, a
+    strategy), so a subclassed model is accepted too if its class re-creates it (:func:`new_instance`).
 
     Examples:
         >>> import keras
         >>> class Scale(keras.layers.Layer):
         ...     def __init__(self, factor):
         ...         super().__init__()
-        ...         self.factor = factor
+        ...         self.factor = self.add_weight(shape=(), initializer="ones")
         ...     def call(self, x):
         ...         return x * self.factor
         >>> check_rebuildable(keras.Sequential([keras.Input((3,)), Scale(2.0)]))  # doctest: +ELLIPSIS
@@ -185,11 +193,10 @@ def check_rebuildable(model: Any) -> None:
         ...
         TypeError: fastnlp copies a model layer by layer from each layer's config, and layer 'scale...' (Scale) cannot be re-created from its config...
     """
-    keras = keras_module(detect(model))
-    is_layer_graph = isinstance(model, keras.Sequential) or any(
-        cls.__name__ == "Functional" for cls in type(model).__mro__  # same class name in both flavours
-    )
-    if not is_layer_graph:
+    if not is_layer_graph(model):
+        if whole:
+            new_instance(model)
+            return
         raise TypeError(
             f"fastnlp re-creates models layer by layer, which a subclassed model "
             f"({type(model).__qualname__}) does not allow; build it with keras.Sequential or the "
@@ -197,8 +204,66 @@ def check_rebuildable(model: Any) -> None:
         )
     know_fastnlp_classes(detect(model), compression=False)  # a compressed model's wrappers re-create themselves
     for layer in leaf_layers(model):
-        if not is_preprocessing(layer):
+        if not is_preprocessing(layer) and layer.weights:
             _check_recreatable(layer)
+
+
+def is_layer_graph(model: Any) -> bool:
+    """Whether ``model`` is a Sequential or functional model (a graph of layers), in either flavour."""
+    keras = keras_module(detect(model))
+    return isinstance(model, keras.Sequential) or any(
+        cls.__name__ == "Functional" for cls in type(model).__mro__  # same class name in both flavours
+    )
+
+
+def shared_as_is(layer: Any) -> bool:
+    """Whether a copy of a model shares ``layer`` with it rather than re-creating it: a preprocessing
+    layer (no trainable state; its adapted vocabulary comes along), or a layer without weights whose
+    config cannot re-create it (a custom layer without ``get_config``: sharing it loses nothing)."""
+    if is_preprocessing(layer):
+        return True
+    if not hasattr(layer, "weights") or layer.weights:  # a Keras 3 graph's plain operation is re-created
+        return False
+    try:
+        _check_recreatable(layer)
+    except TypeError:
+        return True
+    return False
+
+
+def new_instance(model: Any) -> Any:
+    """A new, unbuilt instance of a subclassed model's class, made from ``model``'s config.
+
+    A class whose ``__init__`` takes no ``**kwargs`` is given only the config entries it names (Keras 3
+    adds ``trainable`` and ``dtype`` to every config); the instance must then have ``model``'s dtype policy.
+
+    Raises:
+        TypeError: the class cannot be re-created from its config (named, with what it lacks).
+    """
+    cls = type(model)
+    try:
+        config = model.get_config()
+        try:
+            instance = cls.from_config(config)
+        except TypeError:
+            parameters = inspect.signature(cls.__init__).parameters
+            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+                raise
+            instance = cls(**{key: value for key, value in config.items() if key in parameters})
+    except Exception as error:  # noqa: BLE001 - any failure of the user's class means the same to the user
+        detail = str(error).splitlines()[0][:200] if str(error) else "it has no get_config()"
+        raise TypeError(
+            f"fastnlp copies a subclassed model ({cls.__qualname__}) by creating it again from its config, which "
+            f"failed ({type(error).__name__}: {detail}); give {cls.__name__} a get_config() "
+            f"that returns its __init__ arguments, or build it with the functional API (keras.Model(inputs, outputs))"
+        ) from None
+    policy = getattr(model, "dtype_policy", None)
+    if policy is not None and getattr(instance.dtype_policy, "name", None) != policy.name:
+        raise TypeError(
+            f"fastnlp copies a subclassed model ({cls.__qualname__}) by creating it again from its config, and the "
+            f"new one computes in {instance.dtype_policy.name}, not {policy.name}: pass dtype through its __init__"
+        )
+    return instance
 
 
 def refuse_preprocessing(model: Any, transform: str, why: str) -> None:

@@ -18,9 +18,11 @@ from fastnlp.core.flavour import (
     check_rebuildable,
     compile_arguments,
     detect,
-    is_preprocessing,
+    is_layer_graph,
     keras_module,
     loss_scale_optimizer_class,
+    new_instance,
+    shared_as_is,
 )
 from fastnlp.core.lineage import carry_lineage
 
@@ -47,7 +49,8 @@ def rebuild(
     ``tf.distribute`` strategy if it has one.
 
     Args:
-        model: a Sequential or functional model, Keras 3 or tf_keras.
+        model: a Sequential or functional model, Keras 3 or tf_keras; with neither ``edit`` nor
+            ``layer_class``, also a subclassed model whose class re-creates it from its config.
         edit: changes one layer's config; it is called for every layer but the model inputs, with
             ``is_output`` true for the layers that produce the model's outputs.
         layer_class: the class to re-create a layer as, from the same config (e.g. an LSTM with
@@ -58,7 +61,8 @@ def rebuild(
             ``model``'s.
 
     Raises:
-        TypeError: not a Keras model, or a subclassed model, whose layers cannot be re-created.
+        TypeError: not a Keras model, a layer that cannot be re-created, or a subclassed model given an
+            ``edit`` or a ``layer_class`` (or whose class cannot re-create it).
 
     Examples:
         >>> import keras
@@ -138,13 +142,25 @@ def compile_like(target: Any, model: Any, *, loss_scale: bool | None = None, com
 
 
 def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: LayerClass | None = None):
-    check_rebuildable(model)
+    whole = edit is None and layer_class is None
+    check_rebuildable(model, whole=whole)
+    if not is_layer_graph(model):  # a subclassed model: its class makes it again, and it is built as the input was
+        clone = new_instance(model)
+        clone.build_from_config(model.get_build_config())
+        if [tuple(w.shape) for w in clone.weights] != [tuple(w.shape) for w in model.weights]:
+            raise TypeError(
+                f"fastnlp copies a subclassed model ({type(model).__qualname__}) by creating it again and building it "
+                f"for the input shape it was built for, and the copy's weights differ from the model's; give the class "
+                f"a build(input_shape) that creates every weight"
+            )
+        clone.built = True  # Keras 3 leaves the flag unset when it built the model by running it on a shape
+        return clone
     output_layers = {id(tensor._keras_history[0]) for tensor in _outputs(model)}
 
     def clone_layer(layer):
         if isinstance(layer, keras.Model):
             return _clone(layer, edit, keras, layer_class)
-        if is_preprocessing(layer):  # no trainable state: shared as it is, adapted vocabulary and all
+        if shared_as_is(layer):  # no state to copy (a vectorizer keeps its vocabulary)
             return layer
         config = layer.get_config()
         editable = isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer)

@@ -75,6 +75,7 @@ class Transform:
     stage: str
     conflicts: frozenset[str] = frozenset()  # names of transforms it cannot be combined with
     returns: str | None = None  # the flavour it always returns (None: the flavour it was given)
+    whole: bool = False  # it copies the model whole, so a subclassed model is accepted (see check_rebuildable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,19 +98,22 @@ class NoEffect:
 _MODEL_TRANSFORMS: Registry[Transform] = Registry("transform")
 
 
-def speedup(*, stage: str, conflicts: Iterable[str] = (), returns: str | None = None) -> Callable[[Callable], Callable]:
+def speedup(
+    *, stage: str, conflicts: Iterable[str] = (), returns: str | None = None, whole: bool = False
+) -> Callable[[Callable], Callable]:
     """Register a model transform whose body returns :class:`Applied` or :class:`NoEffect`.
 
     The registered function checks the model first (``TypeError`` for anything but a Sequential or
-    functional Keras model), warns and returns an unchanged copy on :class:`NoEffect`, and records
+    functional Keras model; with ``whole=True``, for a transform that copies the model whole and edits
+    no layer, a subclassed model its class re-creates is accepted too), warns and returns an unchanged copy on :class:`NoEffect`, and records
     what was applied, with its arguments, on the model it returns. ``speedups=[...]`` lists take it.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
 
     def decorate(body: Callable[..., Applied | NoEffect]) -> Callable:
-        transform = _with_preamble(body)
-        _MODEL_TRANSFORMS.add(body.__name__, Transform(body.__name__, transform, stage, frozenset(conflicts), returns))
+        transform = _with_preamble(body, whole=whole)
+        _MODEL_TRANSFORMS.add(body.__name__, Transform(body.__name__, transform, stage, frozenset(conflicts), returns, whole))
         return transform
 
     return decorate
@@ -121,14 +125,14 @@ def finishing_step(body: Callable[..., Applied | NoEffect]) -> Callable:
     return _with_preamble(body)
 
 
-def _with_preamble(body: Callable[..., Applied | NoEffect]) -> Callable:
+def _with_preamble(body: Callable[..., Applied | NoEffect], *, whole: bool = False) -> Callable:
     """``body`` wrapped in what every model transform does alike (see :func:`speedup`)."""
     name = body.__name__
     signature = inspect.signature(body)
 
     @functools.wraps(body)
     def transform(model: Any, *args: Any, **kwargs: Any) -> Any:
-        check_rebuildable(model)
+        check_rebuildable(model, whole=whole)
         outcome = body(model, *args, **kwargs)
         given = signature.bind_partial(model, *args, **kwargs).arguments
         if isinstance(outcome, NoEffect):

@@ -19,7 +19,7 @@ from fastnlp.core.validation import check_positive_int
 __all__ = ["set_steps_per_execution", "use_xla"]
 
 
-@speedup(stage="compile_options")
+@speedup(stage="compile_options", whole=True)
 def use_xla(model: Any) -> Applied:
     """Return a copy of ``model`` compiled with ``jit_compile=True`` (XLA); ``model`` is untouched.
 
@@ -29,7 +29,8 @@ def use_xla(model: Any) -> Applied:
     kernel. Measure before you keep it (:func:`fastnlp.tune` does).
 
     Args:
-        model: a compiled Sequential or functional model, Keras 3 or tf_keras.
+        model: a compiled Keras 3 or tf_keras model: Sequential, functional, or subclassed if its class
+            re-creates it from its config.
 
     Returns:
         A new model of the same flavour, compiled as ``model`` was plus ``jit_compile=True``.
@@ -37,7 +38,7 @@ def use_xla(model: Any) -> Applied:
     Raises:
         ValueError: ``model`` is not compiled (``jit_compile`` is a compile option), or holds a preprocessing
             layer such as ``TextVectorization`` (XLA compiles no string operations; the layer is named).
-        TypeError: ``model`` is not a Sequential or functional Keras model.
+        TypeError: ``model`` is not a Keras model, or a subclassed one its class cannot re-create.
 
     Examples:
         >>> import warnings
@@ -67,7 +68,7 @@ def use_xla(model: Any) -> Applied:
     return Applied(result, "use_xla (jit_compile=True)")
 
 
-@speedup(stage="compile_options")
+@speedup(stage="compile_options", whole=True)
 def set_steps_per_execution(model: Any, steps: int = 8) -> Applied:
     """Return a copy of ``model`` that runs ``steps`` training steps per call into TensorFlow; ``model`` is untouched.
 
@@ -75,7 +76,8 @@ def set_steps_per_execution(model: Any, steps: int = 8) -> Applied:
     (small models, small batches). Batch-level callbacks then run once every ``steps`` batches.
 
     Args:
-        model: a compiled Sequential or functional model, Keras 3 or tf_keras.
+        model: a compiled Keras 3 or tf_keras model: Sequential, functional, or subclassed if its class
+            re-creates it from its config.
         steps: training steps per call, at least 1.
 
     Returns:
@@ -83,7 +85,7 @@ def set_steps_per_execution(model: Any, steps: int = 8) -> Applied:
 
     Raises:
         ValueError: ``steps`` is not a positive integer, or ``model`` is not compiled.
-        TypeError: ``model`` is not a Sequential or functional Keras model.
+        TypeError: ``model`` is not a Keras model, or a subclassed one its class cannot re-create.
 
     Examples:
         >>> from fastnlp import build_lstm

@@ -34,11 +34,40 @@ def test_preprocessing_layers_are_carried_over_as_they_are(flavour, family):
     assert vectorizers and all(layer in flavours.leaf_layers(example.model) for layer in vectorizers)
 
 
-def test_a_layer_that_its_config_cannot_re_create_is_refused_by_name(flavour):
+def test_a_layer_with_weights_that_its_config_cannot_re_create_is_refused_by_name(flavour):
+    k = flavours.keras_module(flavour)
+
+    class Gain(k.layers.Layer):  # weights, no get_config, no **kwargs
+        def __init__(self, units):
+            super().__init__()
+            self.gain = self.add_weight(shape=(units,), initializer="ones")
+
+        def call(self, x):
+            return x * self.gain
+
+    gain = Gain(3)
+    model = k.Sequential([k.Input((3,)), gain, k.layers.Dense(1)])
+    with pytest.raises(TypeError, match=rf"layer '{gain.name}' \(Gain\) cannot be re-created from its config.*get_config"):
+        rebuild(model)
+
+
+def test_a_layer_without_weights_that_its_config_cannot_re_create_is_shared(flavour):
     example = zoo.build("custom_layer_without_config", flavour)
     scale = next(layer for layer in example.model.layers if type(layer).__name__ == "Scale")
-    with pytest.raises(TypeError, match=rf"layer '{scale.name}' \(Scale\) cannot be re-created from its config.*get_config"):
-        rebuild(example.model)
+    copy = rebuild(example.model)
+    assert scale in copy.layers  # nothing to copy: the copy calls the same stateless layer
+    assert not any(a is b for a, b in zip(copy.weights, example.model.weights))
+    np.testing.assert_allclose(copy.predict(example.x, verbose=0), example.model.predict(example.x, verbose=0), atol=1e-6)
+
+
+def test_a_subclassed_model_is_copied_whole_by_its_class(flavour):
+    example = zoo.build("subclassed_tagger", flavour)
+    copy = rebuild(example.model)
+    assert type(copy) is type(example.model) and copy is not example.model
+    assert not any(a is b for a, b in zip(copy.weights, example.model.weights))
+    np.testing.assert_allclose(copy.predict(example.x, verbose=0), example.model.predict(example.x, verbose=0), atol=1e-6)
+    with pytest.raises(TypeError, match="subclassed model"):
+        rebuild(example.model, lambda layer, config, is_output: config)
 
 
 def test_custom_layers_with_get_config_are_rebuilt(flavour):

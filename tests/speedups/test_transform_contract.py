@@ -116,15 +116,16 @@ def test_bad_input_raises_a_clear_error(transform, flavour):
 
     module = flavours.keras_module(flavour)
 
-    class Subclassed(module.Model):
-        def __init__(self):
+    class Subclassed(module.Model):  # its config cannot re-create it (a function argument), so no transform copies it
+        def __init__(self, activation):
             super().__init__()
             self.dense = module.layers.Dense(2)
+            self.activation = activation
 
         def call(self, inputs):
-            return self.dense(inputs)
+            return self.activation(self.dense(inputs))
 
-    subclassed = Subclassed()
+    subclassed = Subclassed(lambda x: 2 * x)
     subclassed(np.zeros((1, 3), "float32"))
     with pytest.raises(TypeError, match="subclassed model"):
         transform.func(subclassed, **settings_for(transform.name).try_kwargs)

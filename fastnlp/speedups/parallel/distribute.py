@@ -53,7 +53,7 @@ __all__ = ["distribute", "distribute_dataset", "distributed_model_class"]
 #: Strategy names :func:`distribute` accepts, besides a ``tf.distribute.Strategy``.
 
 
-@speedup(stage="strategy")
+@speedup(stage="strategy", whole=True)
 def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool = False, backup_dir: str | None = None) -> Applied | NoEffect:
     """Return a copy of ``model`` that trains data-parallel under ``strategy``; ``model`` is untouched.
 
@@ -66,7 +66,8 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
     keras-team/keras#20585 described in :mod:`fastnlp.speedups.parallel.distribute`).
 
     Args:
-        model: a Sequential or functional model, Keras 3 or tf_keras.
+        model: a Sequential or functional model, Keras 3 or tf_keras (a subclassed model only where
+            there is nothing to parallelize and no backup: its unchanged copy).
         strategy: ``"auto"`` (the cluster set up by :func:`init_distributed`, else ``MirroredStrategy``
             over several local GPUs, else nothing to parallelize: an unchanged copy and a
             :class:`~fastnlp.NoEffectWarning`, unless ``backup_dir`` asks for a backup),
@@ -86,7 +87,7 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
         ValueError: an unknown strategy name, ``scale_learning_rate`` with a learning-rate schedule, or a
             model that ``distribute`` made already.
         RuntimeError: a cluster is configured but :func:`init_distributed` was not called.
-        TypeError: not a Sequential or functional Keras model.
+        TypeError: not a Keras model, or a subclassed model where there is something to distribute.
 
     Examples:
         >>> import warnings
@@ -115,6 +116,11 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
         if backup_dir is None:
             return NoEffect("one device and no cluster: nothing to parallelize", f"distribute({type(strategy).__name__})")
         notices.warn("distribute: one device and no cluster, so nothing is parallelized; the backup applies", SpeedupWarning)
+    if not flavour.is_layer_graph(model):
+        raise TypeError(
+            f"distribute returns a functional DistributedModel around the model's graph, which a subclassed model "
+            f"({type(model).__qualname__}) has not; build it with the functional API (keras.Model(inputs, outputs))"
+        )
     with strategy.scope():
         copy = rebuild(model)
         result = distributed_model_class(flavour.detect(model))(copy.inputs, copy.outputs, name=copy.name)  # copy's layers
