@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "distribute_dataset": "fastnlp.speedups.parallel.distribute",
     "launch_local_workers": "fastnlp.speedups.parallel.launch",
     "prune": "fastnlp.speedups.compress",
+    "prune_units": "fastnlp.speedups.compress",
+    "prune_units_gradually": "fastnlp.speedups.compress",
     "strip_pruning": "fastnlp.speedups.compress",
     "weight_sparsity": "fastnlp.speedups.compress",
     "quantize": "fastnlp.speedups.compress",

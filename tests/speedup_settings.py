@@ -49,9 +49,54 @@ class Settings:
     example: Callable[[str], Example] = tiny_char_lm
     save_suffix: str = ".keras"  # the file format its results save to and load from
     atol: float = 1e-5  # how far the result's outputs may be from the input's (its math contract)
+    #: ``prepare(model, x) -> kwargs``: sets up a zoo input so the math contract can be checked (e.g. silences
+    #: the units a structured pruning will remove), returning the extra arguments that make the transform do so
+    prepare: Callable[[Any, Any], dict] | None = None
+
+
+def silence_units_to_remove(model: Any, x: Any) -> dict:
+    """Zero the columns that the units ``prune_units(fraction=0.5)`` removes (each layer's last ones) own in
+    every LSTM, GRU and Dense layer of ``model``, so those units output 0 and removing them leaves the model's
+    outputs as they are; returns the arguments that rank units by their outputs (the silent ones score 0).
+
+    Written here apart from fastnlp's unit bookkeeping: an LSTM or GRU unit with zero kernel, recurrent
+    kernel and bias columns keeps a zero state and output from a zero initial state.
+    """
+    for layer in model.layers:
+        cells = [layer.forward_layer, layer.backward_layer] if hasattr(layer, "forward_layer") else [layer]
+        if not all(_gates(cell) for cell in cells):
+            continue
+        weights = layer.get_weights()
+        per_cell, silenced = len(weights) // len(cells), []
+        for n, cell in enumerate(cells):
+            units = cell.units
+            silent = [gate * units + j for gate in range(_gates(cell)) for j in range(round(units * 0.5), units)]
+            for weight in weights[n * per_cell : (n + 1) * per_cell]:
+                weight = weight.copy()
+                weight[..., silent] = 0.0
+                silenced.append(weight)
+        layer.set_weights(silenced)
+    return {"criterion": "activation", "data": x}
+
+
+def _gates(layer: Any) -> int:
+    """Columns per unit in ``layer``'s weights: 4 (LSTM), 3 (GRU), 1 (Dense); 0 for any other layer."""
+    names = [cls.__name__ for cls in type(layer).__mro__]
+    return 4 if "LSTM" in names else 3 if "GRU" in names else 1 if "Dense" in names else 0
 
 
 MODEL_TRANSFORMS: dict[str, Settings] = {
+    "prune_units": Settings(
+        try_kwargs={"fraction": 0.5},
+        atol=2e-5,
+        prepare=silence_units_to_remove,
+        bad_calls=(
+            BadCall({"fraction": 1.0}, ValueError, r"fraction must be a number in \[0, 1\)"),
+            BadCall({"criterion": "random"}, ValueError, "criterion must be one of"),
+            BadCall({"criterion": "activation"}, ValueError, "pass data=inputs"),
+            BadCall({"units": {"nope": 3}}, ValueError, "layer 'nope' has no hidden units"),
+        ),
+    ),
     "enable_cudnn": Settings(bad_calls=(BadCall({"skip_blocked": "yes"}, TypeError, "skip_blocked must be"),)),
     "hoist_lstm_projection": Settings(bad_calls=(BadCall({"units": 3}, TypeError, "unexpected keyword"),)),
     "enable_mixed_precision": Settings(

@@ -108,6 +108,7 @@ VALID_CALLS = {
     "load_checkpoint": lambda tmp: ((_checkpoint(tmp),), {}),
     "load_stopwords": lambda tmp: (("english",), {}),
     "normalize_text": lambda tmp: (("Some  TEXT 42",), {}),
+    "prune_units_gradually": lambda tmp: ((tiny_model(), 0.5), {"end_step": 4, "frequency": 2}),
     "remove_stopwords": lambda tmp: (("the cat", {"the"}), {}),
     "set_steps_per_execution": lambda tmp: ((tiny_model(),), {"steps": 2}),
     "split_preprocessing": lambda tmp: ((tiny_string_model(),), {}),

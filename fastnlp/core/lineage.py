@@ -86,13 +86,22 @@ class Lineage:
     units: Mapping[str, int] = dataclasses.field(default_factory=dict)  # units kept per layer by structured pruning
     distribution: Distribution | None = None  # while it trains under a strategy; never saved
 
-    def then(self, entry: str, flavour: str, step: Step | None = None, distribution: Distribution | None = None) -> Lineage:
-        """This lineage with ``entry`` (and its ``step``) applied to a model of ``flavour``."""
+    def then(
+        self,
+        entry: str,
+        flavour: str,
+        step: Step | None = None,
+        distribution: Distribution | None = None,
+        units: Mapping[str, int] | None = None,
+    ) -> Lineage:
+        """This lineage with ``entry`` (and its ``step``) applied to a model of ``flavour`` (``units``: the
+        units it kept per layer, added to those kept before)."""
         return dataclasses.replace(
             self,
             applied=(*self.applied, entry),
             origin_flavour=self.origin_flavour or flavour,
             steps=(*self.steps, step) if step is not None else self.steps,
+            units={**self.units, **(units or {})},
             distribution=distribution or self.distribution,
         )
 
@@ -153,11 +162,20 @@ def set_lineage(model: Any, lineage: Lineage) -> None:
     flavours.set_untracked(model, ATTRIBUTE, _carrier_class(flavours.detect(model))(lineage))
 
 
-def record(model: Any, entry: str, source: Any, *, step: Step | None = None, distribution: Distribution | None = None) -> None:
-    """Note on ``model`` that it is ``source`` with ``entry`` (``step``) applied (``distribution``: it now trains so)."""
+def record(
+    model: Any,
+    entry: str,
+    source: Any,
+    *,
+    step: Step | None = None,
+    distribution: Distribution | None = None,
+    units: Mapping[str, int] | None = None,
+) -> None:
+    """Note on ``model`` that it is ``source`` with ``entry`` (``step``) applied (``distribution``: it now trains
+    so; ``units``: the units it kept per layer)."""
     before = lineage_of(source)
     keep = distribution or lineage_of(model).distribution  # a rebuild under a strategy carried it over
-    set_lineage(model, before.then(entry, flavours.detect(source), step, keep))
+    set_lineage(model, before.then(entry, flavours.detect(source), step, keep, units))
 
 
 def carry_lineage(source: Any, copy: Any, *, distributed: bool = True) -> None:

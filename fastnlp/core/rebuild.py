@@ -20,6 +20,7 @@ from fastnlp.core.flavour import (
     detect,
     is_layer_graph,
     keras_module,
+    leaf_layers,
     loss_scale_optimizer_class,
     new_instance,
     shared_as_is,
@@ -43,6 +44,7 @@ def rebuild(
     layer_class: LayerClass | None = None,
     loss_scale: bool | None = None,
     compile_options: dict | None = None,
+    weights: Callable[[Any], list] | None = None,
 ):
     """Return a new model of the same flavour: layers re-created from (edited) configs, weights copied,
     recompiled as ``model`` was with a fresh optimizer of the same config, under ``model``'s
@@ -59,6 +61,8 @@ def rebuild(
             (``False``), or keep whatever ``model`` had (``None``).
         compile_options: compile arguments to change (e.g. ``{"jit_compile": True}``); the rest are
             ``model``'s.
+        weights: ``weights(layer)`` gives the weights of ``layer``'s copy (for an edit that changes their
+            shapes, e.g. fewer units); default: ``layer``'s own.
 
     Raises:
         TypeError: not a Keras model, a layer that cannot be re-created, or a subclassed model given an
@@ -73,7 +77,11 @@ def rebuild(
     """
     with _strategy_scope(model):  # a distributed model's copy is distributed the same way
         clone = _clone(model, edit, keras_module(detect(model)), layer_class)
-        if model.weights:
+        if weights is not None:
+            for layer, copy in zip(leaf_layers(model), leaf_layers(clone), strict=True):
+                if copy is not layer and layer.weights:
+                    copy.set_weights(weights(layer))
+        elif model.weights:
             clone.set_weights(model.get_weights())
         result = compile_like(clone, model, loss_scale=loss_scale, compile_options=compile_options)
     carry_lineage(model, result)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from fastnlp.core.flavour import check_rebuildable
@@ -85,6 +85,7 @@ class Applied:
     model: Any
     entry: str
     distribution: Distribution | None = None  # the model now trains under a strategy
+    units: Mapping[str, int] | None = None  # the units kept per layer (structured pruning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _with_preamble(body: Callable[..., Applied | NoEffect], *, whole: bool = Fal
             warn_no_effect(name, outcome.reason)
             outcome = Applied(rebuild(model), f"{outcome.entry}: no effect")
         step = Step.of(name, {key: value for key, value in list(given.items())[1:]})
-        record(outcome.model, outcome.entry, model, step=step, distribution=outcome.distribution)
+        record(outcome.model, outcome.entry, model, step=step, distribution=outcome.distribution, units=outcome.units)
         return outcome.model
 
     # callers get a model, not the body's Applied/NoEffect: say so to inspect.signature and help()

@@ -14,13 +14,13 @@ from typing import Any
 from fastnlp.core import registry
 from fastnlp.core.registry import Transform
 from fastnlp.speedups import compile_options, gpu, hoisting, precision
-from fastnlp.speedups.compress import pruning, quantization
+from fastnlp.speedups.compress import pruning, quantization, units
 from fastnlp.speedups.parallel import distribute
 
 __all__ = ["SPEEDUP_MODULES", "plan", "transforms"]
 
 #: The modules that declare speedups, one per family.
-SPEEDUP_MODULES = (gpu, hoisting, precision, pruning, quantization, distribute, compile_options)
+SPEEDUP_MODULES = (gpu, hoisting, precision, units, pruning, quantization, distribute, compile_options)
 
 
 def transforms() -> tuple[Transform, ...]:

@@ -91,12 +91,13 @@ def test_a_zoo_model_marked_unloadable_is_one_keras_cannot_load(family, flavour,
 def test_a_transform_works_on_the_zoo_model_or_refuses_up_front(transform, family, flavour, tmp_path):
     settings = settings_for(transform.name)
     example = zoo.build(family, flavour)
+    kwargs = {**settings.try_kwargs, **(settings.prepare(example.model, example.x) if settings.prepare else {})}
     expected = zoo.outputs(example.model, example.x)
     weights = [w.copy() for w in example.model.get_weights()]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = transform.func(example.model, **settings.try_kwargs)
+            result = transform.func(example.model, **kwargs)
     except (TypeError, ValueError) as error:
         assert_clear_refusal(error, example.model)
         record(transform, family, flavour, "refused", str(error))
@@ -117,7 +118,8 @@ def test_a_transform_works_on_the_zoo_model_or_refuses_up_front(transform, famil
     else:  # Keras cannot load the input's file either: its weights must round-trip into another copy
         path = str(tmp_path / "model.weights.h5")
         result.save_weights(path)
-        twin = transform.func(zoo.build(family, flavour).model, **settings.try_kwargs)
+        twin_example = zoo.build(family, flavour)
+        twin = transform.func(twin_example.model, **{**settings.try_kwargs, **(settings.prepare(twin_example.model, twin_example.x) if settings.prepare else {})})
         twin.load_weights(path)
         assert_same_outputs(twin, result, example.x)
     entry = applied_speedups(result)[-1]

@@ -1,0 +1,179 @@
+"""prune_units and prune_units_gradually: smaller dense models that compute what the silenced model did."""
+
+import warnings
+
+import numpy as np
+import pytest
+import zoo
+from speedup_settings import silence_units_to_remove
+
+from fastnlp import (
+    LiteRTModel,
+    applied_speedups,
+    hoist_lstm_projection,
+    load_checkpoint,
+    prune_units,
+    prune_units_gradually,
+    quantize,
+    to_tflite,
+)
+from fastnlp.core import flavour as flavours
+from fastnlp.core.lineage import lineage_of
+
+pytestmark = [pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning"), pytest.mark.filterwarnings("ignore::fastnlp.FlavourWarning")]
+
+
+def tagger(k, rng):
+    """Embedding -> LSTM(8) -> GRU(6, reset_after=False) -> Dense(5, relu) -> Dense(3): one of each unit kind."""
+    inputs = k.Input((7,), dtype="int32")
+    x = k.layers.Embedding(30, 4)(inputs)
+    x = k.layers.LSTM(8, return_sequences=True, name="lstm")(x)
+    x = k.layers.GRU(6, return_sequences=True, reset_after=False, name="gru")(x)
+    x = k.layers.Dense(5, activation="relu", name="hidden")(x)
+    model = k.Model(inputs, k.layers.Dense(3, activation="softmax", name="head")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model, rng.integers(0, 30, (8, 7)), rng.integers(0, 3, (8, 7))
+
+
+KEEP = {"lstm": [0, 2, 3, 6, 7], "gru": [1, 4], "hidden": [0, 1, 3]}  # the units the test keeps, not the last ones
+
+
+def silence_all_but(model, keep):
+    """Zero the columns each unit not in ``keep`` owns (written apart from fastnlp's unit bookkeeping)."""
+    for name, kept in keep.items():
+        layer = model.get_layer(name)
+        gates = {"LSTM": 4, "GRU": 3}.get(type(layer).__name__, 1)
+        silent = [g * layer.units + j for g in range(gates) for j in range(layer.units) if j not in kept]
+        weights = [w.copy() for w in layer.get_weights()]
+        for w in weights:
+            w[..., silent] = 0.0
+        layer.set_weights(weights)
+
+
+def hand_built(k, model, keep):
+    """The smaller model written out by hand, carrying the kept weights sliced here."""
+    inputs = k.Input((7,), dtype="int32")
+    x = k.layers.Embedding(30, 4, name="emb")(inputs)
+    x = k.layers.LSTM(len(keep["lstm"]), return_sequences=True)(x)
+    x = k.layers.GRU(len(keep["gru"]), return_sequences=True, reset_after=False)(x)
+    x = k.layers.Dense(len(keep["hidden"]), activation="relu")(x)
+    small = k.Model(inputs, k.layers.Dense(3, activation="softmax")(x))
+
+    def columns(gates, units, kept):
+        return [g * units + j for g in range(gates) for j in kept]
+
+    emb = model.layers[1].get_weights()
+    lk, lr, lb = model.get_layer("lstm").get_weights()
+    gk, gr, gb = model.get_layer("gru").get_weights()
+    hk, hb = model.get_layer("hidden").get_weights()
+    ok, ob = model.get_layer("head").get_weights()
+    L, G, H = keep["lstm"], keep["gru"], keep["hidden"]
+    small.layers[1].set_weights(emb)
+    small.layers[2].set_weights([lk[:, columns(4, 8, L)], lr[np.ix_(L, columns(4, 8, L))], lb[columns(4, 8, L)]])
+    small.layers[3].set_weights([gk[np.ix_(L, columns(3, 6, G))], gr[np.ix_(G, columns(3, 6, G))], gb[columns(3, 6, G)]])
+    small.layers[4].set_weights([hk[np.ix_(G, H)], hb[H]])
+    small.layers[5].set_weights([ok[H], ob])
+    return small
+
+
+def test_the_result_equals_a_hand_built_smaller_model_carrying_the_kept_weights(flavour):
+    k = flavours.keras_module(flavour)
+    model, x, _ = tagger(k, np.random.default_rng(0))
+    silence_all_but(model, KEEP)
+    counts = {name: len(kept) for name, kept in KEEP.items()}
+
+    result = prune_units(model, units=counts, criterion="activation", data=x)
+
+    assert {name: result.get_layer(name).units for name in KEEP} == counts
+    assert type(result.get_layer("gru")).__name__ == "GRU" and result.get_layer("head").units == 3
+    want = hand_built(k, model, KEEP)(x).numpy()
+    np.testing.assert_allclose(result(x).numpy(), want, atol=1e-6)
+    np.testing.assert_allclose(model(x).numpy(), want, atol=1e-6)  # and what the silenced model computes
+    assert lineage_of(result).units == counts
+
+
+def test_magnitude_keeps_the_units_with_the_largest_weights(flavour):
+    k = flavours.keras_module(flavour)
+    model, x, _ = tagger(k, np.random.default_rng(1))
+    layer = model.get_layer("hidden")
+    kernel, bias = layer.get_weights()
+    kernel[:, [1, 4]] *= 50.0
+    layer.set_weights([kernel, bias])
+    result = prune_units(model, units={"hidden": 2})
+    np.testing.assert_array_equal(result.get_layer("hidden").get_weights()[0], kernel[:, [1, 4]])
+
+
+def test_the_encoder_and_decoder_tied_by_states_lose_the_same_units():
+    example = zoo.build("seq2seq_trainer", "keras")
+    result = prune_units(example.model, 0.5)
+    assert result.get_layer("encoder").units == result.get_layer("decoder").units == 3
+    assert lineage_of(result).units == {"encoder": 3, "decoder": 3}
+
+
+def test_a_bidirectional_layer_loses_units_in_both_directions(flavour):
+    example = zoo.build("bilstm_tagger", flavour)
+    silence_units_to_remove(example.model, example.x)
+    result = prune_units(example.model, 0.5, criterion="activation", data=example.x)
+    bidirectional = next(layer for layer in result.layers if hasattr(layer, "forward_layer"))
+    assert bidirectional.forward_layer.units == bidirectional.backward_layer.units == 3
+    np.testing.assert_allclose(zoo.outputs(result, example.x)[0], zoo.outputs(example.model, example.x)[0], atol=1e-6)
+
+
+def test_units_that_reach_an_output_or_an_unknown_layer_stay_and_the_reason_is_named():
+    k = flavours.keras_module("keras")
+    model, _, _ = tagger(k, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="units of layer 'head' cannot be removed: the activation 'softmax' of 'head' mixes"):
+        prune_units(model, units={"head": 2})
+    linear = k.Sequential([k.Input((4,)), k.layers.Dense(3, name="hidden"), k.layers.Dense(2, name="out")])
+    with pytest.raises(ValueError, match="units of layer 'out' cannot be removed: they reach a model output"):
+        prune_units(linear, units={"out": 1})
+    with pytest.raises(ValueError, match=r"units\['lstm'\] must be in \[1, 8\]"):
+        prune_units(model, units={"lstm": 0})
+    example = zoo.build("lstm_state_outputs", "keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prune_units(example.model)
+    assert any("no layer has units that can be removed" in str(w.message) for w in caught)
+
+
+def test_the_result_saves_and_loads_with_the_units_kept(tmp_path):
+    model, x, y = tagger(flavours.keras_module("keras"), np.random.default_rng(0))
+    result = prune_units(model, 0.5)
+    result.fit(x, y, epochs=1, verbose=0)
+    result.save(tmp_path / "small.keras")
+    loaded = load_checkpoint(str(tmp_path / "small.keras"))
+    np.testing.assert_allclose(loaded(x).numpy(), result(x).numpy(), atol=1e-6)
+    assert lineage_of(loaded).units == {"lstm": 4, "gru": 3, "hidden": 2}
+    assert applied_speedups(loaded)[-1].startswith("prune_units(lstm: 8->4")
+
+
+def test_it_composes_with_hoisting_quantization_and_a_fused_litert_export():
+    model, x, y = tagger(flavours.keras_module("keras"), np.random.default_rng(0))
+    small = prune_units(model, 0.5)
+    hoisted = hoist_lstm_projection(small)
+    np.testing.assert_allclose(hoisted(x).numpy(), small(x).numpy(), atol=1e-5)
+    exported = to_tflite(small, "dynamic", seq_len=7)
+    np.testing.assert_allclose(LiteRTModel(exported).predict(x.astype("int32")), small(x).numpy(), atol=2e-2)
+    trained = quantize(small)
+    assert trained.fit(x, y, epochs=1, verbose=0).history["loss"][0] > 0
+
+
+def test_gradual_pruning_silences_units_on_schedule_and_removing_them_changes_nothing(flavour):
+    k = flavours.keras_module(flavour)
+    model, x, y = tagger(k, np.random.default_rng(0))
+    pruning = prune_units_gradually(model, 0.5, end_step=6, frequency=2)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[pruning])  # steps 1-2: part of the way
+    assert 0 < pruning.silenced["lstm"] < 4
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[pruning])  # steps 3-6: all the way
+    assert pruning.silenced == {"lstm": 4, "gru": 3, "hidden": 3}
+
+    small = pruning.pruned_model()
+
+    assert [small.get_layer(name).units for name in ("lstm", "gru", "hidden")] == [4, 3, 2]
+    np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+def test_gradual_pruning_refuses_a_schedule_that_ends_before_it_begins():
+    model, _, _ = tagger(flavours.keras_module("keras"), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="end_step"):
+        prune_units_gradually(model, 0.5, begin_step=10, end_step=5)
