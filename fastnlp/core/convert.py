@@ -155,13 +155,18 @@ def _portable_config(config: dict, target_class: type) -> dict:
             named = _named(value["class_name"], target_class)
             if key in _WRAPPED_LAYER_KEYS and named is not None:  # Bidirectional's layers: their own dtype policies too
                 inner = _portable_config(value.get("config", {}), named)
+                if "name" in inner and named.__module__.startswith("tf_keras"):  # tf_keras's wrapper prefixes
+                    inner["name"] = inner["name"].removeprefix(_DIRECTION_PREFIXES[key])  # "forward_" itself
             else:
                 inner = _accepted(value.get("config", {}), named)
             config[key] = {"class_name": value["class_name"], "config": inner}
+            if key in _WRAPPED_LAYER_KEYS and named is not None and named.__module__.startswith("keras."):
+                config[key]["module"] = "keras.layers"  # Keras 3 finds a wrapped layer's class by its module
     return _accepted(config, target_class, keep=("name", "trainable", "dtype"))
 
 
 _WRAPPED_LAYER_KEYS = ("layer", "backward_layer")
+_DIRECTION_PREFIXES = {"layer": "forward_", "backward_layer": "backward_"}
 
 
 def _named(class_name: str, layer_class: type) -> type | None:

@@ -11,7 +11,10 @@ from fastnlp.core.convert import convert
 from fastnlp.core.notices import FlavourWarning
 from fastnlp.core.rebuild import rebuild
 
-__all__ = ["check_float32", "check_layers", "tf_keras_copy"]
+__all__ = ["check_float32", "check_layers", "check_wrapped_layers", "tf_keras_copy", "value_named_like"]
+
+#: what pruning and quantization take inside a wrapper: recurrent layers in a Bidirectional, kernels in a TimeDistributed
+_WRAPPED = {"Bidirectional": ("LSTM", "GRU"), "TimeDistributed": ("Dense", "Conv1D")}
 
 
 def tf_keras_copy(model: Any, transform: str) -> Any:
@@ -56,3 +59,37 @@ def check_layers(model: Any, supported: Iterable[str], transform: str) -> None:
             raise TypeError(
                 f"{transform} does not support layer {layer.name!r} ({name}); supported layers: {sorted(supported)}"
             )
+
+
+def check_wrapped_layers(model: Any, transform: str) -> None:
+    """``TypeError`` naming the first ``Bidirectional`` or ``TimeDistributed`` of ``model`` whose layer ``transform``
+    cannot take (a ``Bidirectional`` of an LSTM or GRU, a ``TimeDistributed`` of a Dense or Conv1D it can)."""
+    for layer in model.layers:
+        accepted = _WRAPPED.get(type(layer).__name__)
+        inner = type(getattr(layer, "forward_layer", getattr(layer, "layer", None))).__name__
+        if accepted and inner not in accepted:
+            raise TypeError(
+                f"{transform} does not support layer {layer.name!r} ({type(layer).__name__} of {inner}); it takes a "
+                f"{type(layer).__name__} of {' or '.join(accepted)}"
+            )
+
+
+def value_named_like(name: str, values: dict[str, Any]) -> Any:
+    """The value in ``values`` (by variable name) whose name ends like ``name`` in the most ``/`` parts: the same
+    variable seen under another outer scope (a re-created or an unwrapped layer names its variables without it).
+
+    Examples:
+        >>> value_named_like("bi/forward_lstm/lstm_cell/kernel:0", {"forward_lstm/lstm_cell/kernel:0": 1, "backward_lstm/lstm_cell/kernel:0": 2})
+        1
+    """
+    parts = name.split("/")
+
+    def shared(other: str) -> int:
+        count = 0
+        for mine, theirs in zip(reversed(parts), reversed(other.split("/"))):
+            if mine != theirs:
+                break
+            count += 1
+        return count
+
+    return values[max(values, key=shared)]

@@ -22,6 +22,7 @@ from fastnlp.core.convert import convert, reassemble
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.recurrent import makes_mask, recurrent_layers
 from fastnlp.core.validation import check_positive_int, checked_path
+from fastnlp.speedups.compress.common import value_named_like
 from fastnlp.speedups.hoisting import stock_recurrent_layers
 
 __all__ = ["QUANTIZATIONS", "LiteRTModel", "to_tflite"]
@@ -335,15 +336,10 @@ def _without_fake_quantization(model: Any) -> Any:
             continue
         inner = layer.layer if isinstance(layer, QuantizeWrapper) else layer
         # the wrapped layer's kernels are attributes swapped for tensors; its variables are the wrapper's
-        learned = {_within_layer(weight): weight for weight in layer.weights}
+        learned = {weight.name: weight for weight in layer.weights}
         target = twin.get_layer(inner.name)
-        target.set_weights([learned[_within_layer(weight)].numpy() for weight in target.weights])
+        target.set_weights([value_named_like(weight.name, learned).numpy() for weight in target.weights])
     return twin
-
-
-def _within_layer(weight: Any) -> str:
-    """A variable's name without its layer's prefix, e.g. ``lstm_cell/kernel:0``."""
-    return weight.name.split("/", 1)[-1]
 
 
 def _samples(data: Any, batch_size: int, limit: int, dtype: str, shape: tuple) -> Iterator[np.ndarray]:

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MaskedPruneLowMagnitude", "RecurrentQuantizeConfig", "compression_objects", "pruning_wrapper_class"]
+import tf_keras
+
+__all__ = [
+    "PRUNABLE_WRAPPERS", "KernelQuantizeConfig", "MaskedPruneLowMagnitude", "PrunableBidirectional",
+    "PrunableTimeDistributed", "RecurrentQuantizeConfig", "compression_objects", "pruning_wrapper_class",
+    "stock_wrapper_class",
+]
 
 
 def _config_base() -> type:
@@ -38,31 +44,34 @@ class MaskedPruneLowMagnitude(pruning_wrapper_class()):
         return self.layer.compute_mask(inputs, mask)
 
 
-class RecurrentQuantizeConfig(_config_base()):
-    """tfmot ``QuantizeConfig`` for a tf_keras LSTM or GRU: 8-bit weights, 8-bit output.
+def _weight_quantizer(prefix: str) -> Any:
+    """tfmot's 8-bit symmetric weight quantizer, its variables named with ``prefix``: the two directions of a
+    ``Bidirectional`` have weights of the same short names, and their quantizers' variables must not clash."""
+    from tensorflow_model_optimization.quantization.keras import quantizers
 
-    Examples:
-        >>> import tf_keras
-        >>> lstm = tf_keras.layers.LSTM(4)
-        >>> lstm.build((None, 3, 2))
-        >>> [w.name.split("/")[-1] for w, _ in RecurrentQuantizeConfig().get_weights_and_quantizers(lstm)]
-        ['kernel:0', 'recurrent_kernel:0']
-    """
+    class PrefixedLastValueQuantizer(quantizers.LastValueQuantizer):
+        def build(self, tensor_shape: Any, name: str, layer: Any) -> dict:
+            return super().build(tensor_shape, prefix + name, layer)
 
-    _WEIGHTS = ("kernel", "recurrent_kernel")
+    return PrefixedLastValueQuantizer(num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
+
+
+class _WeightsAndOutputQuantizeConfig(_config_base()):
+    """8-bit symmetric fake quantization of some weights (named attributes of some objects the layer calls
+    through), and an 8-bit moving-average quantizer on the layer's output."""
+
+    def _holders(self, layer: Any) -> list[tuple[Any, str, str]]:  # (object, attribute, prefix) of each weight
+        raise NotImplementedError
 
     def get_weights_and_quantizers(self, layer: Any) -> list:
-        from tensorflow_model_optimization.quantization.keras import quantizers
-
-        weights = quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
-        return [(getattr(layer.cell, name), weights) for name in self._WEIGHTS]
+        return [(getattr(holder, name), _weight_quantizer(prefix)) for holder, name, prefix in self._holders(layer)]
 
     def get_activations_and_quantizers(self, layer: Any) -> list:
         return []
 
     def set_quantize_weights(self, layer: Any, quantize_weights: list) -> None:
-        for name, value in zip(self._WEIGHTS, quantize_weights, strict=True):
-            setattr(layer.cell, name, value)  # the layer's call reads them from the cell
+        for (holder, name, _), value in zip(self._holders(layer), quantize_weights, strict=True):
+            setattr(holder, name, value)  # the layer's call reads them from there
 
     def set_quantize_activations(self, layer: Any, quantize_activations: list) -> None:
         pass
@@ -74,6 +83,74 @@ class RecurrentQuantizeConfig(_config_base()):
 
     def get_config(self) -> dict:
         return {}
+
+
+class RecurrentQuantizeConfig(_WeightsAndOutputQuantizeConfig):
+    """tfmot ``QuantizeConfig`` for a tf_keras LSTM or GRU, or a ``Bidirectional`` of one: 8-bit kernels and
+    recurrent kernels (of both directions), 8-bit output.
+
+    Examples:
+        >>> import tf_keras
+        >>> lstm = tf_keras.layers.LSTM(4)
+        >>> lstm.build((None, 3, 2))
+        >>> [w.name.split("/")[-1] for w, _ in RecurrentQuantizeConfig().get_weights_and_quantizers(lstm)]
+        ['kernel:0', 'recurrent_kernel:0']
+    """
+
+    def _holders(self, layer: Any) -> list[tuple[Any, str, str]]:
+        if hasattr(layer, "forward_layer"):
+            directions = [(layer.forward_layer, "forward_"), (layer.backward_layer, "backward_")]
+        else:
+            directions = [(layer, "")]
+        return [(direction.cell, name, prefix) for direction, prefix in directions for name in ("kernel", "recurrent_kernel")]
+
+
+class KernelQuantizeConfig(_WeightsAndOutputQuantizeConfig):
+    """tfmot ``QuantizeConfig`` for a layer with a ``kernel`` that tfmot's registry does not take (``Conv1D``),
+    or a ``TimeDistributed`` of one (its inner layer's kernel): 8-bit kernel, 8-bit output.
+
+    Examples:
+        >>> import tf_keras
+        >>> per_token = tf_keras.layers.TimeDistributed(tf_keras.layers.Dense(3))
+        >>> per_token.build((None, 5, 2))
+        >>> [w.name.split("/")[-1] for w, _ in KernelQuantizeConfig().get_weights_and_quantizers(per_token)]
+        ['kernel:0']
+    """
+
+    def _holders(self, layer: Any) -> list[tuple[Any, str, str]]:
+        return [(getattr(layer, "layer", layer), "kernel", "")]
+
+
+class PrunableBidirectional(tf_keras.layers.Bidirectional):
+    """A tf_keras ``Bidirectional`` whose kernels and recurrent kernels (both directions) tfmot prunes
+    (tfmot's registry does not reach into wrappers; a layer with ``get_prunable_weights`` it takes)."""
+
+    def get_prunable_weights(self) -> list:
+        cells = [self.forward_layer.cell, self.backward_layer.cell]
+        return [getattr(cell, name) for cell in cells for name in ("kernel", "recurrent_kernel")]
+
+
+class PrunableTimeDistributed(tf_keras.layers.TimeDistributed):
+    """A tf_keras ``TimeDistributed`` whose inner layer's kernel tfmot prunes."""
+
+    def get_prunable_weights(self) -> list:
+        return [self.layer.kernel]
+
+    def build_from_config(self, config: dict) -> None:
+        """Built when first called: the shape tf_keras records for a ``TimeDistributed`` is its inner layer's,
+        one dimension short, and building from it failed when a pruned model was loaded."""
+
+
+#: each pruning-ready wrapper, and the stock class it is made from and stripped back to
+PRUNABLE_WRAPPERS: dict[str, tuple[type, type]] = {
+    "Bidirectional": (PrunableBidirectional, tf_keras.layers.Bidirectional),
+    "TimeDistributed": (PrunableTimeDistributed, tf_keras.layers.TimeDistributed),
+}
+
+
+def stock_wrapper_class(layer: Any) -> type | None:
+    """The tf_keras class a pruning-ready wrapper was made from, or ``None`` for any other layer."""
+    return next((stock for ready, stock in PRUNABLE_WRAPPERS.values() if type(layer) is ready), None)
 
 
 def compression_objects() -> dict[str, Any]:
@@ -88,12 +165,15 @@ def compression_objects() -> dict[str, Any]:
     objects: dict[str, Any] = {}
     scopes = (
         tfmot.sparsity.keras.prune_scope(),
-        tfmot.quantization.keras.quantize_scope({"RecurrentQuantizeConfig": RecurrentQuantizeConfig}),
+        tfmot.quantization.keras.quantize_scope(
+            {"RecurrentQuantizeConfig": RecurrentQuantizeConfig, "KernelQuantizeConfig": KernelQuantizeConfig}
+        ),
     )
     for scope in scopes:
         for named in scope.custom_objects:
             objects.update(named)
-    objects[MaskedPruneLowMagnitude.__name__] = MaskedPruneLowMagnitude
+    for cls in (MaskedPruneLowMagnitude, PrunableBidirectional, PrunableTimeDistributed):
+        objects[cls.__name__] = cls
     return objects
 
 

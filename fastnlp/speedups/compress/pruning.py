@@ -19,7 +19,7 @@ from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert
 from fastnlp.core.lineage import lineage_of
 from fastnlp.core.notices import warn_no_effect
-from fastnlp.core.rebuild import compile_like, rebuild
+from fastnlp.core.rebuild import compile_like, rebuild, wrapped_layers
 from fastnlp.core.registry import Applied, finishing_step, speedup
 from fastnlp.core.validation import (
     check_fraction,
@@ -27,12 +27,12 @@ from fastnlp.core.validation import (
     check_positive_int,
     checked_list,
 )
-from fastnlp.speedups.compress.common import check_float32, check_layers, tf_keras_copy
+from fastnlp.speedups.compress.common import check_float32, check_layers, check_wrapped_layers, tf_keras_copy
 
 __all__ = ["PRUNABLE_LAYERS", "SCHEDULES", "prune", "strip_pruning", "weight_sparsity"]
 
 #: Layer classes whose weights :func:`prune` prunes; the others listed in ``_PASSIVE_LAYERS`` stay as they are.
-PRUNABLE_LAYERS: tuple[str, ...] = ("Conv1D", "Dense", "Embedding", "GRU", "LSTM", "SimpleRNN")
+PRUNABLE_LAYERS: tuple[str, ...] = ("Bidirectional", "Conv1D", "Dense", "Embedding", "GRU", "LSTM", "SimpleRNN", "TimeDistributed")
 _PASSIVE_LAYERS: tuple[str, ...] = (
     "Activation", "AveragePooling1D", "Dropout", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Masking",
     "MaxPooling1D", "RepeatVector", "Reshape", "Softmax", "SpatialDropout1D",
@@ -91,7 +91,7 @@ def prune(
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.speedups.compress.objects import MaskedPruneLowMagnitude, pruning_wrapper_class
+    from fastnlp.speedups.compress.objects import PRUNABLE_WRAPPERS, MaskedPruneLowMagnitude, pruning_wrapper_class
 
     check_fraction("sparsity", sparsity)
     check_fraction("initial_sparsity", initial_sparsity)
@@ -108,6 +108,7 @@ def prune(
         raise ValueError(f"initial_sparsity must be in [0, sparsity], got {initial_sparsity}")
     check_positive_int(frequency=frequency)
     check_layers(model, PRUNABLE_LAYERS + _PASSIVE_LAYERS, "prune")
+    check_wrapped_layers(model, "prune")
     check_float32(model, "prune")
     prunable = [layer.name for layer in model.layers if type(layer).__name__ in PRUNABLE_LAYERS]
     chosen = set(prunable if layer_names is None else layer_names)
@@ -123,12 +124,20 @@ def prune(
     base = tf_keras_copy(model, "prune")
     keras = flavours.keras_module("tf_keras")
 
+    made_ready = []  # (pruning-ready wrapper, the layer it copies): weights copied once it is built
+
     def wrap(layer):
-        if layer.name in chosen:  # tfmot's wrapper, keeping the layer's padding mask
-            return MaskedPruneLowMagnitude(layer, pruning_schedule=plan)
-        return layer  # ``base`` is our own copy, so its layers may be reused as they are
+        if layer.name not in chosen:
+            return layer  # ``base`` is our own copy, so its layers may be reused as they are
+        if type(layer).__name__ in PRUNABLE_WRAPPERS:  # a Bidirectional or TimeDistributed: its inner kernels
+            ready = PRUNABLE_WRAPPERS[type(layer).__name__][0].from_config(layer.get_config())
+            made_ready.append((ready, layer))
+            layer = ready
+        return MaskedPruneLowMagnitude(layer, pruning_schedule=plan)  # tfmot's wrapper, keeping the padding mask
 
     pruned = keras.models.clone_model(base, clone_function=wrap)
+    for ready, layer in made_ready:
+        ready.set_weights(layer.get_weights())
     for layer in pruned.layers:
         if isinstance(layer, pruning_wrapper_class()):
             layer.pruning_step.assign(0)  # what UpdatePruningStep.on_train_begin would do: the wrapper counts on
@@ -167,7 +176,7 @@ def strip_pruning(model: Any, *, to: str | None = None) -> Applied:
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.speedups.compress.objects import pruning_wrapper_class
+    from fastnlp.speedups.compress.objects import pruning_wrapper_class, stock_wrapper_class
 
     if flavours.detect(model) != "tf_keras":
         raise TypeError(f"strip_pruning takes the tf_keras model prune returned, got a {flavours.detect(model)} model")
@@ -178,7 +187,8 @@ def strip_pruning(model: Any, *, to: str | None = None) -> Applied:
     if target not in flavours.FLAVOURS:
         raise ValueError(f"to must be one of {flavours.FLAVOURS}, got {to!r}")
 
-    plain = rebuild(tfmot.sparsity.keras.strip_pruning(model))  # new layers, not the wrapped ones
+    # new layers, not the wrapped ones; a pruning-ready Bidirectional or TimeDistributed back to the stock class
+    plain = rebuild(tfmot.sparsity.keras.strip_pruning(model), layer_class=stock_wrapper_class)
     for wrapper in wrappers:
         masks = {id(weight): mask for weight, mask, _ in wrapper.pruning_vars}
         values = [w.numpy() * masks[id(w)].numpy() if id(w) in masks else w.numpy() for w in wrapper.layer.weights]
@@ -193,7 +203,8 @@ def strip_pruning(model: Any, *, to: str | None = None) -> Applied:
 
 
 def weight_sparsity(model: Any) -> dict[str, float]:
-    """Fraction of exact zeros in each kernel-like weight (two or more dimensions), by ``layer/weight``.
+    """Fraction of exact zeros in each kernel-like weight (two or more dimensions), by ``layer/weight``
+    (``layer/direction/weight`` in a ``Bidirectional``).
 
     For a model that :func:`prune` returned, the masked weights are measured (what
     :func:`strip_pruning` will keep).
@@ -218,10 +229,13 @@ def weight_sparsity(model: Any) -> dict[str, float]:
     measured = {}
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
-        for weight in layer.trainable_weights:
-            if len(weight.shape) < 2:
-                continue
-            value = weight.numpy() * (masks[id(weight)].numpy() if id(weight) in masks else 1)
-            short = weight.name.split("/")[-1].split(":")[0]
-            measured[f"{inner.name}/{short}"] = float(np.mean(value == 0))
+        directions = wrapped_layers(inner) if hasattr(inner, "forward_layer") else ()
+        holders = [(f"{inner.name}/{direction.name}", direction) for _, direction in directions] or [(inner.name, layer)]
+        for prefix, holder in holders:
+            for weight in holder.trainable_weights:
+                if len(weight.shape) < 2:
+                    continue
+                value = weight.numpy() * (masks[id(weight)].numpy() if id(weight) in masks else 1)
+                short = weight.name.split("/")[-1].split(":")[0]
+                measured[f"{prefix}/{short}"] = float(np.mean(value == 0))
     return measured

@@ -16,17 +16,26 @@ from typing import Any
 from fastnlp.core import flavour as flavours
 from fastnlp.core.rebuild import compile_like
 from fastnlp.core.registry import Applied, speedup
-from fastnlp.speedups.compress.common import check_float32, check_layers, tf_keras_copy
+from fastnlp.speedups.compress.common import (
+    check_float32,
+    check_layers,
+    check_wrapped_layers,
+    tf_keras_copy,
+    value_named_like,
+)
 
 __all__ = ["QUANTIZABLE_LAYERS", "quantize"]
 
 #: Layer classes :func:`quantize` accepts. Embedding stays float here (tfmot has no config for it);
 #: the int8 export quantizes its table.
 QUANTIZABLE_LAYERS: tuple[str, ...] = (
-    "Activation", "AveragePooling1D", "Dense", "Dropout", "Embedding", "GRU", "GlobalAveragePooling1D",
-    "GlobalMaxPooling1D", "LSTM", "MaxPooling1D", "RepeatVector", "SpatialDropout1D",
+    "Activation", "AveragePooling1D", "Bidirectional", "Conv1D", "Dense", "Dropout", "Embedding", "GRU",
+    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "LSTM", "MaxPooling1D", "RepeatVector", "SpatialDropout1D",
+    "TimeDistributed",
 )
-_RECURRENT = ("GRU", "LSTM")
+_RECURRENT = ("Bidirectional", "GRU", "LSTM")
+#: layers tfmot's registry does not take, whose kernel fastnlp's KernelQuantizeConfig quantizes
+_KERNEL = ("Conv1D", "TimeDistributed")
 #: accepted but not annotated: tfmot has no config for them (Embedding) or its registry does not know them
 #: (weightless layers that pass values through)
 _LEFT_FLOAT = ("Embedding", "MaxPooling1D", "RepeatVector")
@@ -47,7 +56,8 @@ def quantize(model: Any) -> Applied:
 
     Args:
         model: a compiled float32 Sequential or functional model, Keras 3 or tf_keras, made of
-            Embedding, LSTM, GRU, Dense, Dropout and Activation layers.
+            Embedding, LSTM, GRU, ``Bidirectional`` (of an LSTM or GRU), Dense, ``TimeDistributed``
+            (of a Dense or Conv1D), Conv1D, Dropout, pooling and Activation layers.
 
     Returns:
         A compiled **tf_keras** model (tfmot exists only for tf_keras; a Keras 3 input gives a
@@ -70,9 +80,10 @@ def quantize(model: Any) -> Applied:
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.speedups.compress.objects import RecurrentQuantizeConfig
+    from fastnlp.speedups.compress.objects import KernelQuantizeConfig, RecurrentQuantizeConfig
 
     check_layers(model, QUANTIZABLE_LAYERS, "quantize")
+    check_wrapped_layers(model, "quantize")
     check_float32(model, "quantize")
     flavours.require_compiled(model, "quantize recompiles the quantization-aware model as the input was")
     base = tf_keras_copy(model, "quantize")
@@ -92,11 +103,15 @@ def quantize(model: Any) -> Applied:
             return layer  # ``base`` is our own copy, so its layers may be reused as they are
         if kind in _RECURRENT:
             return api.quantize_annotate_layer(layer, RecurrentQuantizeConfig())
+        if kind in _KERNEL:
+            return api.quantize_annotate_layer(layer, KernelQuantizeConfig())
         return api.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(base, clone_function=annotate)
-    with api.quantize_scope({"RecurrentQuantizeConfig": RecurrentQuantizeConfig}):
+    with api.quantize_scope({"RecurrentQuantizeConfig": RecurrentQuantizeConfig, "KernelQuantizeConfig": KernelQuantizeConfig}):
         trained_aware = api.quantize_apply(annotated)
+    if any(type(layer).__name__ == "Bidirectional" for layer in base.layers):
+        trained_aware = _as_loaded(trained_aware)
     compile_like(trained_aware, base)
     return Applied(trained_aware, "quantize(8-bit weights and outputs; LSTM/GRU via RecurrentQuantizeConfig)")
 
@@ -104,3 +119,20 @@ def quantize(model: Any) -> Applied:
 def _several_inputs(layer: Any) -> bool:
     """Whether the tf_keras ``layer`` is called on more than one tensor (an RNN given initial states)."""
     return isinstance(layer.input, (list, tuple)) and len(layer.input) > 1
+
+
+def _as_loaded(model: Any) -> Any:
+    """``model`` re-created from its config, as a loader makes it, with the same weights matched by name.
+
+    A quantized ``Bidirectional`` lists its weights in another order when tf_keras re-creates it (its
+    kernels first), and an ``.h5`` file is read back by that order: the model saved as made did not load.
+    """
+    from fastnlp.speedups.compress.objects import compression_objects
+
+    keras = flavours.keras_module("tf_keras")
+    with keras.utils.custom_object_scope(compression_objects()):
+        again = keras.models.model_from_json(model.to_json())
+    for layer, copy in zip(model.layers, again.layers, strict=True):
+        values = {weight.name: weight.numpy() for weight in layer.weights}
+        copy.set_weights([value_named_like(weight.name, values) for weight in copy.weights])
+    return again

@@ -92,3 +92,23 @@ def test_the_padding_mask_survives_pruning_and_stripping(flavour):
     stripped = strip_pruning(pruned)
     assert zoo.padding_sensitivity(stripped, example.x) == 0.0
     np.testing.assert_allclose(stripped.predict(example.x, verbose=0), pruned.predict(example.x, verbose=0), atol=1e-6)
+
+
+def test_a_bidirectional_and_a_time_distributed_layer_are_pruned_and_stripped_back(flavour):
+    k = flavours.keras_module(flavour)
+    inputs = k.Input((SEQ,), dtype="int32")
+    h = k.layers.Embedding(VOCAB, 8, mask_zero=True)(inputs)
+    h = k.layers.Bidirectional(k.layers.GRU(8, return_sequences=True), name="both_ways")(h)
+    model = k.Model(inputs, k.layers.TimeDistributed(k.layers.Dense(VOCAB, activation="softmax"), name="per_token")(h))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = pattern_data()
+    pruned = prune(model, sparsity=0.5, frequency=2)
+    pruned.fit(x, y, epochs=1, batch_size=16, verbose=0)
+
+    plain = strip_pruning(pruned)
+
+    assert [type(plain.get_layer(name)).__name__ for name in ("both_ways", "per_token")] == ["Bidirectional", "TimeDistributed"]
+    measured = weight_sparsity(pruned)
+    for name in ("both_ways/forward_gru/kernel", "both_ways/backward_gru/recurrent_kernel", "per_token/kernel"):
+        assert measured[name] == pytest.approx(0.5, abs=0.02), (name, measured)
+    np.testing.assert_allclose(plain.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-5)

@@ -16,6 +16,7 @@ from fastnlp import (
     quantize,
     to_tflite,
 )
+from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert
 from fastnlp.core.notices import FlavourWarning
 
@@ -31,10 +32,10 @@ def test_keras3_input_warns_that_the_result_is_tf_keras(transform):
 @pytest.mark.parametrize("transform", [prune, quantize])
 def test_unsupported_layer_is_named(transform):
     inputs = keras.Input((SEQ, 4))
-    outputs = keras.layers.Dense(2)(keras.layers.Bidirectional(keras.layers.LSTM(4), name="both_ways")(inputs))
+    outputs = keras.layers.Dense(2)(keras.layers.Bidirectional(keras.layers.SimpleRNN(4), name="both_ways")(inputs))
     model = keras.Model(inputs, outputs)
     model.compile(loss="mse")
-    with pytest.raises(TypeError, match=r"'both_ways' \(Bidirectional\)"):
+    with pytest.raises(TypeError, match=r"'both_ways' \(Bidirectional of SimpleRNN\); it takes a Bidirectional of LSTM or GRU"):
         transform(model)
 
 
@@ -102,3 +103,22 @@ def test_the_padding_mask_reaches_every_layer_of_the_quantization_aware_model(fl
     assert zoo.padding_sensitivity(aware, example.x) == 0.0  # a wrapped LSTM passed no mask to the next one
     aware.save(tmp_path / "aware.h5")
     assert zoo.padding_sensitivity(flavours.load_model(str(tmp_path / "aware.h5"), "tf_keras"), example.x) == 0.0
+
+
+def test_quantize_trains_a_masked_bilstm_tagger_that_saves_loads_and_exports(flavour, tmp_path):
+    k = flavours.keras_module(flavour)
+    inputs = k.Input((SEQ,), dtype="int32")
+    h = k.layers.Embedding(VOCAB, 8, mask_zero=True)(inputs)
+    h = k.layers.Bidirectional(k.layers.LSTM(8, return_sequences=True), name="both_ways")(h)
+    model = k.Model(inputs, k.layers.TimeDistributed(k.layers.Dense(VOCAB, activation="softmax"), name="per_token")(h))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = pattern_data(32)
+
+    qat = quantize(model)
+    qat.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    qat.save(tmp_path / "qat.h5")
+    loaded = flavours.load_model(str(tmp_path / "qat.h5"), "tf_keras")
+
+    assert {type(qat.get_layer(name)).__name__ for name in ("quant_both_ways", "quant_per_token")} == {"QuantizeWrapperV2"}
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    assert LiteRTModel(to_tflite(qat, "dynamic")).predict(x[:3]).shape == (3, SEQ, VOCAB)
