@@ -117,7 +117,7 @@ def unit_groups(model: Any) -> UnitPlan:
     Examples:
         >>> import keras
         >>> inputs = keras.Input((5,), dtype="int32")
-        >>> x = keras.layers.LSTM(8)(keras.layers.Embedding(20, 4)(inputs))
+        >>> x = keras.layers.LSTM(8, name="lstm")(keras.layers.Embedding(20, 4)(inputs))
         >>> x = keras.layers.Dense(6, activation="relu", name="hidden")(x)
         >>> plan = unit_groups(keras.Model(inputs, keras.layers.Dense(2, name="head")(x)))
         >>> [(g.size, g.members, g.removable) for g in plan.groups]
