@@ -1,7 +1,8 @@
 """``train_char_lm``: the best character LM this machine can train in a given number of seconds.
 
 The recipe (its method card and figures: docs/training.md, docs/benchmarks.md "Time to a good model"):
-every-position targets on short windows, one hoisted-projection LSTM layer, a fairly high peak
+every-position targets on short windows, one LSTM layer run the faster way this machine measures (the
+hoisted projection, unless a probe before a long budget finds otherwise: :func:`choose_execution`), a fairly high peak
 learning rate decayed linearly to the end of the budget, and a model size that grows with the
 budget. Validation is nanoGPT's ``shakespeare_char`` measure: the last ``validation_split`` of the
 text as 64-character windows, each from a zero state, mean cross-entropy over every position.
@@ -10,7 +11,9 @@ text as 64-character windows, each from a zero state, mean cross-entropy over ev
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +30,13 @@ from fastnlp.core.validation import (
 )
 from fastnlp.preprocess import CharVocabulary, char_lm_dataset
 from fastnlp.recipes.models import build_lstm
-from fastnlp.speedups.hoisting import hoist_lstm_projection
+from fastnlp.speedups.precision import enable_mixed_precision
+from fastnlp.speedups.tuning import tune
 from fastnlp.speedups.schedules import learning_rate_budget
 
 __all__ = [
-    "CharLMRecipe", "CharLMResult", "Evaluations", "char_lm_loss", "char_lm_sampler", "choose_recipe", "evaluation_times", "sample_text",
-    "split_text", "train_char_lm",
+    "EXECUTIONS", "CharLMRecipe", "CharLMResult", "Evaluations", "char_lm_loss", "char_lm_sampler", "choose_execution", "choose_recipe",
+    "evaluation_times", "sample_text", "split_text", "train_char_lm",
 ]
 
 #: Characters per window of the validation measure (nanoGPT's block size for shakespeare_char).
@@ -44,6 +48,17 @@ PROGRESS_WINDOWS, FINAL_WINDOWS = 256, 4096
 #: and the budget at which that machine's best width was 256 units.
 REFERENCE_MATMUL_FLOPS = 68e9
 _REFERENCE_BUDGET_S = 37.0
+#: The executions :func:`choose_execution` measures, by name: the speedups each applies to the recipe's model.
+EXECUTIONS: dict[str, tuple[Any, ...]] = {
+    "stock": (),
+    "hoisted": ("hoist_lstm_projection",),
+    "bf16": (functools.partial(enable_mixed_precision, policy="mixed_bfloat16"),),
+    "hoisted + bf16": ("hoist_lstm_projection", functools.partial(enable_mixed_precision, policy="mixed_bfloat16")),
+}
+#: The shortest budget whose execution is measured first (the probe takes a few seconds of it); shorter
+#: budgets run the hoisted loop, the faster one on the machines the recipe was measured on.
+PROBE_MIN_BUDGET_S = 120.0
+PROBE_STEPS = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +74,9 @@ class CharLMRecipe:
     warmup_fraction: float = 0.05
     final_fraction: float = 0.1
     seq_len_warmup: int = 0
+    #: how the LSTM runs, a key of :data:`EXECUTIONS`; ``None``: measured on this machine at the start of
+    #: training when the budget allows (:func:`choose_execution`), else ``"hoisted"``
+    execution: str | None = None
 
 
 @dataclasses.dataclass
@@ -121,6 +139,28 @@ def choose_recipe(budget_s: float, matmul_flops: float | None = None) -> CharLMR
         units=units, num_layers=1, embedding_dim=64, seq_len=32, batch_size=32,
         learning_rate=round(6e-3 * math.sqrt(256 / units), 5), seq_len_warmup=150,
     )
+
+
+def choose_execution(model: Any, data: Any, *, steps: int = PROBE_STEPS) -> str:
+    """The faster way to run ``model`` here, a key of :data:`EXECUTIONS`, by a short in-process probe
+    (:func:`fastnlp.tune`, ``steps`` timed steps each) at the model's own shapes on ``data``.
+
+    It measures the stock LSTM against the hoisted loop and, on a CPU with AMX (bfloat16 matrix
+    units), each in mixed bfloat16 too: the hoisted loop was slower than the stock layer at some
+    shapes on such a CPU, and bfloat16 faster (docs/benchmarks.md). The fastest by at least 3% wins.
+
+    Examples:
+        >>> import numpy as np, tensorflow as tf
+        >>> model = build_lstm(12, units=8, num_layers=1, seq_len=6)
+        >>> ids = np.random.default_rng(0).integers(0, 12, (32, 6))
+        >>> choose_execution(model, tf.data.Dataset.from_tensor_slices((ids, ids)).batch(8), steps=2) in EXECUTIONS
+        True
+    """
+    from fastnlp.core import hardware
+
+    names = ["hoisted"] + (["bf16", "hoisted + bf16"] if "amx_bf16" in hardware.cpu_flags() else [])
+    measured = tune(model, data, [(name, list(EXECUTIONS[name])) for name in names], steps=steps, warmup_steps=2, combine=False)
+    return "stock" if measured.best == "input" else measured.best
 
 
 def split_text(text: str, validation_split: float = 0.1) -> tuple[str, str]:
@@ -245,6 +285,8 @@ def train_char_lm(
     check_non_negative_int(seed=seed)
     check_callable(report=report, validate=validate)
     recipe = recipe or choose_recipe(budget_s)
+    if recipe.execution is not None and recipe.execution not in EXECUTIONS:
+        raise ValueError(f"recipe.execution must be one of {sorted(EXECUTIONS)} or None, got {recipe.execution!r}")
     train_text, held_out = split_text(text, validation_split)
     if len(held_out) <= EVAL_WINDOW or len(train_text) < recipe.seq_len * recipe.batch_size + 1:
         raise ValueError(
@@ -262,12 +304,22 @@ def train_char_lm(
         train_text, recipe.seq_len, recipe.batch_size, 0.0, vocabulary=vocabulary, seed=seed,
         seq_len_warmup=recipe.seq_len_warmup,
     )
-    model = hoist_lstm_projection(build_lstm(
-        vocabulary.size, units=recipe.units, num_layers=recipe.num_layers, dropout=0.0,
-        embedding_dim=recipe.embedding_dim, learning_rate=recipe.learning_rate, flavour=flavour,
-    ))
+    def model_running(speedups: tuple[Any, ...]) -> Any:
+        return build_lstm(
+            vocabulary.size, units=recipe.units, num_layers=recipe.num_layers, dropout=0.0,
+            embedding_dim=recipe.embedding_dim, learning_rate=recipe.learning_rate, flavour=flavour, speedups=list(speedups),
+        )
+
+    probe_s = 0.0
+    if recipe.execution is None:
+        started = time.perf_counter()
+        chosen = choose_execution(model_running(()), data.train) if budget_s >= PROBE_MIN_BUDGET_S else "hoisted"
+        probe_s = time.perf_counter() - started  # the probe trained too: its seconds come out of the budget
+        recipe = dataclasses.replace(recipe, execution=chosen)
+    model = model_running(EXECUTIONS[recipe.execution])
     budget = learning_rate_budget(
-        model, seconds=budget_s, warmup_fraction=recipe.warmup_fraction, final_fraction=recipe.final_fraction
+        model, seconds=max(budget_s - probe_s, 1e-3), warmup_fraction=recipe.warmup_fraction,
+        final_fraction=recipe.final_fraction,
     )
     def score(final: bool = False) -> float:
         if validate is not None:

@@ -1,7 +1,9 @@
 """The budget-aware pieces: the learning-rate budget, short windows first, train_char_lm and `fastnlp train`."""
 
+import dataclasses
 import json
 import math
+import types
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from fastnlp import (
     train_char_lm,
 )
 from fastnlp.harness.cli import main
+from fastnlp.recipes import training
 from fastnlp.recipes.training import char_lm_loss, choose_recipe, split_text
 from fastnlp.speedups.schedules import warmup_decay_factor
 
@@ -123,6 +126,42 @@ def test_train_char_lm_rejects_bad_input():
         train_char_lm(b"abc", budget_s=1)
     with pytest.raises(ValueError, match="only one distinct character"):  # it blamed vocab_size, never passed
         train_char_lm("a" * 3000, budget_s=1, recipe=TINY)
+    with pytest.raises(ValueError, match="recipe.execution must be one of"):
+        train_char_lm("abc" * 1000, budget_s=1, recipe=dataclasses.replace(TINY, execution="fast"))
+
+
+class FakeProbe:
+    """Stands in for the execution probe (``tune``): records what it was asked to measure, answers ``best``."""
+
+    def __init__(self, best):
+        self.best, self.asked = best, []
+
+    def __call__(self, model, data, candidates, **options):
+        self.asked.append([name for name, _ in candidates])
+        return types.SimpleNamespace(best=self.best)
+
+
+def test_a_long_budget_runs_the_execution_the_probe_measured_fastest(cpu_kind, step_seconds, monkeypatch):
+    probe = FakeProbe("hoisted + bf16" if "amx_bf16" in cpu_kind else "stock")
+    monkeypatch.setattr(training, "tune", probe)
+    step_seconds(60.0)  # two steps in the budget
+
+    result = train_char_lm("abc" * 2000, budget_s=training.PROBE_MIN_BUDGET_S, recipe=TINY, evaluations=1)
+
+    on_amx = "amx_bf16" in cpu_kind
+    assert probe.asked == [["hoisted", "bf16", "hoisted + bf16"] if on_amx else ["hoisted"]]  # bf16 only where AMX runs it
+    assert result.recipe.execution == probe.best
+    lstm = next(layer for layer in result.model.layers if "lstm" in layer.name)
+    assert (type(lstm).__name__, lstm.dtype_policy.name) == (("HoistedLSTM", "mixed_bfloat16") if on_amx else ("LSTM", "float32"))
+
+
+def test_a_short_budget_runs_the_hoisted_loop_without_a_probe(step_seconds, monkeypatch):
+    probe = FakeProbe("stock")
+    monkeypatch.setattr(training, "tune", probe)
+    step_seconds(0.5)
+    result = train_char_lm("abc" * 2000, budget_s=2, recipe=TINY, evaluations=1)
+    assert probe.asked == [] and result.recipe.execution == "hoisted"
+    assert any(type(layer).__name__ == "HoistedLSTM" for layer in result.model.layers)
 
 
 def test_train_command_writes_a_loadable_model_and_vocabulary(tmp_path, capsys):
