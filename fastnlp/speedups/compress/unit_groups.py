@@ -141,9 +141,16 @@ def unit_groups(model: Any) -> UnitPlan:
             if part.group is not None:
                 groups.keep(part.group, why)
 
+    seen = {id(tensor) for tensor in model.inputs}  # tensors of this model's graph, as the walk meets them
     for layer in model.layers:
-        sources = [tensor for tensor in _flat(layer.input) if _is_features(tensor)] if _called(layer) else []
-        outputs = _flat(layer.output) if _called(layer) else []
+        if not _called(layer):
+            raise _called_elsewhere(layer)
+        sources = [tensor for tensor in _flat(layer.input) if _is_features(tensor)]
+        for tensor in sources:
+            if id(tensor) not in seen:  # made by another call of its layer than the one the walk followed
+                raise _called_elsewhere(tensor._keras_history[0])
+        outputs = _flat(layer.output)
+        seen.update(id(tensor) for tensor in outputs)
         kind = _kind(layer, keras)
         main = of(sources[0]) if sources else ()
         name = layer.name
@@ -212,6 +219,8 @@ def unit_groups(model: Any) -> UnitPlan:
             for tensor in sources:
                 keep_all(of(tensor), f"{name!r} ({type(layer).__name__}) consumes them")
     for tensor in model.outputs:
+        if id(tensor) not in seen:
+            raise _called_elsewhere(tensor._keras_history[0])
         keep_all(of(tensor), "they reach a model output")
     for forward, backward in pairs:
         for one, other in ((forward, backward), (backward, forward)):
@@ -341,15 +350,24 @@ def _activation(layer: Any) -> str:
 
 def _is_features(tensor: Any) -> bool:
     """Whether a layer input carries features (Keras 3 also passes a padding mask, a boolean tensor)."""
-    return hasattr(tensor, "shape") and getattr(getattr(tensor, "dtype", None), "name", str(getattr(tensor, "dtype", ""))) != "bool"
+    return str(getattr(tensor.dtype, "name", tensor.dtype)) != "bool"
 
 
 def _called(layer: Any) -> bool:
     try:
-        layer.output  # noqa: B018 - raises for a layer that was never called
+        layer.output  # noqa: B018 - raises for a layer never called
     except (AttributeError, ValueError):
         return False
     return True
+
+
+def _called_elsewhere(layer: Any) -> TypeError:
+    """The refusal for a model whose graph the walk cannot follow through ``layer`` (called several times, or
+    first called in another model's graph, as a seq2seq example's inference models are)."""
+    return TypeError(
+        f"fastnlp follows units through models in which each layer is called once, first in this model; layer "
+        f"{layer.name!r} ({type(layer).__name__}) is called more than once, never, or first in another model"
+    )
 
 
 def _flat(value: Any) -> list:

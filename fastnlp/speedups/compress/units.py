@@ -62,7 +62,7 @@ def prune_units(
     Raises:
         ValueError: a fraction out of range, an unknown criterion, ``"activation"`` without ``data``, a layer
             name with no removable units (the reason is named), or a unit count out of range.
-        TypeError: not a Sequential or functional Keras model.
+        TypeError: not a Sequential or functional Keras model, or a layer called more than once (named).
 
     Examples:
         >>> import keras

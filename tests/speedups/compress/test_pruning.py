@@ -3,7 +3,7 @@
 
 import numpy as np
 import pytest
-from compress_data import SEQ, VOCAB, pattern_data
+from compress_data import SEQ, VOCAB, masked_bidirectional_tagger, pattern_data
 
 from fastnlp import (
     build_lstm,
@@ -95,12 +95,7 @@ def test_the_padding_mask_survives_pruning_and_stripping(flavour):
 
 
 def test_a_bidirectional_and_a_time_distributed_layer_are_pruned_and_stripped_back(flavour):
-    k = flavours.keras_module(flavour)
-    inputs = k.Input((SEQ,), dtype="int32")
-    h = k.layers.Embedding(VOCAB, 8, mask_zero=True)(inputs)
-    h = k.layers.Bidirectional(k.layers.GRU(8, return_sequences=True), name="both_ways")(h)
-    model = k.Model(inputs, k.layers.TimeDistributed(k.layers.Dense(VOCAB, activation="softmax"), name="per_token")(h))
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model = masked_bidirectional_tagger(flavours.keras_module(flavour), "GRU")
     x, y = pattern_data()
     pruned = prune(model, sparsity=0.5, frequency=2)
     pruned.fit(x, y, epochs=1, batch_size=16, verbose=0)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tf_keras
-from compress_data import SEQ, VOCAB, pattern_data, trained_float_model
+from compress_data import SEQ, VOCAB, masked_bidirectional_tagger, pattern_data, trained_float_model
 
 from fastnlp import (
     LiteRTModel,
@@ -106,12 +106,7 @@ def test_the_padding_mask_reaches_every_layer_of_the_quantization_aware_model(fl
 
 
 def test_quantize_trains_a_masked_bilstm_tagger_that_saves_loads_and_exports(flavour, tmp_path):
-    k = flavours.keras_module(flavour)
-    inputs = k.Input((SEQ,), dtype="int32")
-    h = k.layers.Embedding(VOCAB, 8, mask_zero=True)(inputs)
-    h = k.layers.Bidirectional(k.layers.LSTM(8, return_sequences=True), name="both_ways")(h)
-    model = k.Model(inputs, k.layers.TimeDistributed(k.layers.Dense(VOCAB, activation="softmax"), name="per_token")(h))
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model = masked_bidirectional_tagger(flavours.keras_module(flavour), "LSTM")
     x, y = pattern_data(32)
 
     qat = quantize(model)

@@ -177,3 +177,13 @@ def test_gradual_pruning_refuses_a_schedule_that_ends_before_it_begins():
     model, _, _ = tagger(flavours.keras_module("keras"), np.random.default_rng(0))
     with pytest.raises(ValueError, match="end_step"):
         prune_units_gradually(model, 0.5, begin_step=10, end_step=5)
+
+
+def test_a_layer_called_twice_is_refused_by_name():
+    k = flavours.keras_module("keras")
+    shared = k.layers.Dense(4, activation="relu", name="shared")
+    first, second = k.Input((3,)), k.Input((3,))
+    model = k.Model([first, second], k.layers.Dense(1)(k.layers.Concatenate()([shared(first), shared(second)])))
+    model.compile(loss="mse")
+    with pytest.raises(TypeError, match="layer 'shared' \\(Dense\\) is called more than once"):
+        prune_units(model)
