@@ -19,6 +19,7 @@ import numpy as np
 from fastnlp.core import flavour as flavours
 from fastnlp.core import notices
 from fastnlp.core.convert import convert, reassemble
+from fastnlp.core.measure import in_fresh_process
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.recurrent import makes_mask, recurrent_layers
 from fastnlp.core.validation import check_positive_int, checked_path
@@ -133,6 +134,25 @@ def to_tflite(
         tf.TensorSpec((batch_size, *_sample_shape(model, tuple(spec.shape[1:]), lengths.get(name))), spec.dtype, name=name)
         for name, spec in zip(input_names, exported.inputs, strict=True)
     ]
+    if quantization == "int8":
+        (signature,) = signatures  # int8 exports one input (checked above)
+        samples = list(_samples(representative_data, batch_size, calibration_samples, signature.dtype.name, tuple(signature.shape[1:])))
+        content = _converted_apart(exported, signatures, output_names, samples)
+    else:
+        content = _converted(exported, signatures, output_names, quantization)
+    _warn_unfused(plain, LiteRTModel(content).ops)
+    if quantization == "int8":
+        _check_agreement(exported, content, np.concatenate(samples)[:_AGREEMENT_SAMPLES])
+    if path is not None:
+        with open(path, "wb") as file:
+            file.write(content)
+    return content
+
+
+def _converted(exported: Any, signatures: list, output_names: list[str], quantization: str | None, samples: list | None = None) -> bytes:
+    """The flatbuffer of ``exported``'s inference call on ``signatures`` (``samples``: the int8 calibration batches)."""
+    import tensorflow as tf
+
     function = tf.function(_forward(exported, output_names)).get_concrete_function(*signatures)
     # The converter saves its trackable object as a SavedModel first (the route on which LSTMs fuse); a
     # module holding just the variables saves in a fraction of the time the whole Keras model takes
@@ -146,18 +166,44 @@ def to_tflite(
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
-        (signature,) = signatures  # int8 exports one input (checked above)
-        samples = list(_samples(representative_data, batch_size, calibration_samples, signature.dtype.name, tuple(signature.shape[1:])))
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    content = converter.convert()
-    _warn_unfused(plain, LiteRTModel(content).ops)
-    if quantization == "int8":
-        _check_agreement(exported, content, np.concatenate(samples)[:_AGREEMENT_SAMPLES])
-    if path is not None:
-        with open(path, "wb") as file:
-            file.write(content)
-    return content
+    return converter.convert()
+
+
+def _converted_apart(exported: Any, signatures: list, output_names: list[str], samples: list) -> bytes:
+    """The int8 flatbuffer, converted in a fresh process: calibration has crashed the converter (exit 139) on
+    models no check foresaw, and a crash there ends that process, not the caller's.
+
+    Raises:
+        ValueError: the converter's process died (the model is named, and the routes that work).
+    """
+    import tempfile
+    from concurrent.futures.process import BrokenProcessPool
+
+    flavour = flavours.detect(exported)
+    specs = [(spec.name, tuple(spec.shape), spec.dtype.name) for spec in signatures]
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.keras")
+        exported.save(path)
+        np.save(os.path.join(folder, "samples.npy"), np.stack(samples))
+        try:
+            return in_fresh_process(_convert_saved, path, flavour, specs, output_names)
+        except BrokenProcessPool:
+            raise ValueError(
+                f"quantization='int8': the TFLite converter crashed calibrating {exported.name!r} (its process died, "
+                f"yours goes on). Use 'dynamic' (int8 weights, float activations) or 'float16'"
+            ) from None
+
+
+def _convert_saved(path: str, flavour: str, specs: list[tuple[str, tuple, str]], output_names: list[str]) -> bytes:
+    """:func:`_converted` for int8 on the model saved at ``path`` and the calibration batches beside it (run apart)."""
+    import tensorflow as tf
+
+    model = flavours.load_model(path, flavour)
+    samples = list(np.load(os.path.join(os.path.dirname(path), "samples.npy")))
+    signatures = [tf.TensorSpec(shape, dtype, name=name) for name, shape, dtype in specs]
+    return _converted(model, signatures, output_names, "int8", samples)
 
 
 def _io_names(model: Any) -> tuple[list[str], list[str]]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import tf_keras
+from tensorflow_model_optimization.quantization.keras import quantizers
 
 __all__ = [
-    "PRUNABLE_WRAPPERS", "KernelQuantizeConfig", "MaskedPruneLowMagnitude", "PrunableBidirectional",
-    "PrunableTimeDistributed", "RecurrentQuantizeConfig", "compression_objects", "pruning_wrapper_class",
+    "PRUNABLE_WRAPPERS", "KernelQuantizeConfig", "MaskedPruneLowMagnitude", "PrefixedLastValueQuantizer",
+    "PrunableBidirectional", "PrunableTimeDistributed", "RecurrentQuantizeConfig", "compression_objects", "pruning_wrapper_class",
     "stock_wrapper_class",
 ]
 
@@ -44,16 +45,25 @@ class MaskedPruneLowMagnitude(pruning_wrapper_class()):
         return self.layer.compute_mask(inputs, mask)
 
 
+class PrefixedLastValueQuantizer(quantizers.LastValueQuantizer):
+    """tfmot's last-value weight quantizer, its variables named with ``prefix``: the two directions of a
+    ``Bidirectional`` have weights of the same short names, and their quantizers' variables must not clash
+    (an ``.h5`` file could not hold both)."""
+
+    def __init__(self, prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prefix = prefix
+
+    def build(self, tensor_shape: Any, name: str, layer: Any) -> dict:
+        return super().build(tensor_shape, self.prefix + name, layer)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "prefix": self.prefix}
+
+
 def _weight_quantizer(prefix: str) -> Any:
-    """tfmot's 8-bit symmetric weight quantizer, its variables named with ``prefix``: the two directions of a
-    ``Bidirectional`` have weights of the same short names, and their quantizers' variables must not clash."""
-    from tensorflow_model_optimization.quantization.keras import quantizers
-
-    class PrefixedLastValueQuantizer(quantizers.LastValueQuantizer):
-        def build(self, tensor_shape: Any, name: str, layer: Any) -> dict:
-            return super().build(tensor_shape, prefix + name, layer)
-
-    return PrefixedLastValueQuantizer(num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
+    """8-bit symmetric per-tensor fake quantization of a weight (the scheme TFLite's int8 kernels use)."""
+    return PrefixedLastValueQuantizer(prefix, num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
 
 
 class _WeightsAndOutputQuantizeConfig(_config_base()):
@@ -77,8 +87,6 @@ class _WeightsAndOutputQuantizeConfig(_config_base()):
         pass
 
     def get_output_quantizers(self, layer: Any) -> list:
-        from tensorflow_model_optimization.quantization.keras import quantizers
-
         return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
 
     def get_config(self) -> dict:
@@ -172,7 +180,7 @@ def compression_objects() -> dict[str, Any]:
     for scope in scopes:
         for named in scope.custom_objects:
             objects.update(named)
-    for cls in (MaskedPruneLowMagnitude, PrunableBidirectional, PrunableTimeDistributed):
+    for cls in (MaskedPruneLowMagnitude, PrefixedLastValueQuantizer, PrunableBidirectional, PrunableTimeDistributed):
         objects[cls.__name__] = cls
     return objects
 

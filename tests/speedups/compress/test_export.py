@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import tf_keras
 from compress_data import SEQ, VOCAB, pattern_data, trained_float_model
 
 from fastnlp import (
@@ -245,3 +246,17 @@ def test_a_keras_3_model_that_stays_keras_3_exports_its_weights():
     with pytest.warns(SpeedupWarning, match="exporting the Keras 3 model as it is"):
         lite = LiteRTModel(to_tflite(outer))
     np.testing.assert_allclose(lite.predict(x), outer.predict(x, verbose=0), atol=1e-5)
+
+
+def test_an_int8_converter_crash_is_contained_and_reported(monkeypatch):
+    """The int8 converter runs in a process of its own: with the check that refuses a GRU switched off, the
+    calibration crash it foresees (exit 139) ends that process, and the caller gets a clear error."""
+    from fastnlp.speedups.compress import export
+
+    monkeypatch.setattr(export, "_check_int8_exportable", lambda model: None)
+    inputs = tf_keras.Input((SEQ,), dtype="int32")
+    h = tf_keras.layers.GRU(4, return_sequences=True)(tf_keras.layers.Embedding(VOCAB, 4)(inputs))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(VOCAB)(h), name="gru_model")
+    x = np.random.default_rng(0).integers(0, VOCAB, (8, SEQ)).astype("int32")
+    with pytest.raises(ValueError, match="the TFLite converter crashed calibrating 'gru_model'"):
+        to_tflite(model, "int8", representative_data=x)
