@@ -52,7 +52,8 @@ def to_tflite(
             :class:`LiteRTModel` takes them as a list or a dict and returns a list.
         quantization: ``None`` (float32), ``"dynamic"`` (int8 weights, float activations),
             ``"float16"`` (float16 weights), or ``"int8"`` (int8 weights and activations,
-            calibrated on ``representative_data``).
+            calibrated on ``representative_data``; converted in a process of its own, so that a
+            converter crash cannot end yours: it becomes a ``ValueError``).
         representative_data: inputs to calibrate ``"int8"`` on: an array (samples first) or a
             ``tf.data.Dataset`` of inputs or ``(inputs, labels)`` batches.
         batch_size: the fixed batch of the export (``LiteRTModel`` runs any batch in chunks).
@@ -72,7 +73,8 @@ def to_tflite(
         ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data``, for a model
             with several inputs, or for a
             recurrent layer that does not become a fused op (a GRU, a SimpleRNN, an LSTM behind
-            ``mask_zero=True``): the converter's calibration of such a loop crashes the process.
+            ``mask_zero=True``): the converter's calibration of such a loop crashes the process; or the
+            converter's process died.
         TypeError: not a Keras model.
         ValueError: a model that takes any sequence length without ``seq_len``, or a ``seq_len``
             other than the model's fixed one; a stateful recurrent layer.
