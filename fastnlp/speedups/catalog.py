@@ -27,8 +27,8 @@ def transforms() -> tuple[Transform, ...]:
     """Every registered transform, in application order.
 
     Examples:
-        >>> [t.name for t in transforms()][:3]
-        ['enable_cudnn', 'hoist_lstm_projection', 'enable_mixed_precision']
+        >>> [t.name for t in transforms()][:4]
+        ['enable_cudnn', 'hoist_lstm_projection', 'prune_units', 'enable_mixed_precision']
     """
     return registry.model_transforms()
 

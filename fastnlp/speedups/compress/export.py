@@ -19,11 +19,11 @@ import numpy as np
 from fastnlp.core import flavour as flavours
 from fastnlp.core import notices
 from fastnlp.core.convert import convert, reassemble
-from fastnlp.core.measure import in_fresh_process
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.recurrent import makes_mask, recurrent_layers
 from fastnlp.core.validation import check_positive_int, checked_path
 from fastnlp.speedups.compress.common import value_named_like
+from fastnlp.speedups.compress.conversion import flatbuffer, flatbuffer_apart
 from fastnlp.speedups.hoisting import stock_recurrent_layers
 
 __all__ = ["QUANTIZATIONS", "LiteRTModel", "to_tflite"]
@@ -52,7 +52,7 @@ def to_tflite(
             :class:`LiteRTModel` takes them as a list or a dict and returns a list.
         quantization: ``None`` (float32), ``"dynamic"`` (int8 weights, float activations),
             ``"float16"`` (float16 weights), or ``"int8"`` (int8 weights and activations,
-            calibrated on ``representative_data``; converted in a process of its own, so that a
+            calibrated on ``representative_data``; converted in a Python process of its own, so that a
             converter crash cannot end yours: it becomes a ``ValueError``).
         representative_data: inputs to calibrate ``"int8"`` on: an array (samples first) or a
             ``tf.data.Dataset`` of inputs or ``(inputs, labels)`` batches.
@@ -139,9 +139,9 @@ def to_tflite(
     if quantization == "int8":
         (signature,) = signatures  # int8 exports one input (checked above)
         samples = list(_samples(representative_data, batch_size, calibration_samples, signature.dtype.name, tuple(signature.shape[1:])))
-        content = _converted_apart(exported, signatures, output_names, samples)
+        content = flatbuffer_apart(exported, signatures, output_names, samples)
     else:
-        content = _converted(exported, signatures, output_names, quantization)
+        content = flatbuffer(exported, signatures, output_names, quantization)
     _warn_unfused(plain, LiteRTModel(content).ops)
     if quantization == "int8":
         _check_agreement(exported, content, np.concatenate(samples)[:_AGREEMENT_SAMPLES])
@@ -151,77 +151,9 @@ def to_tflite(
     return content
 
 
-def _converted(exported: Any, signatures: list, output_names: list[str], quantization: str | None, samples: list | None = None) -> bytes:
-    """The flatbuffer of ``exported``'s inference call on ``signatures`` (``samples``: the int8 calibration batches)."""
-    import tensorflow as tf
-
-    function = tf.function(_forward(exported, output_names)).get_concrete_function(*signatures)
-    # The converter saves its trackable object as a SavedModel first (the route on which LSTMs fuse); a
-    # module holding just the variables saves in a fraction of the time the whole Keras model takes
-    # (about 2 s instead of 14 s for a 2 x LSTM(64) here), and gives the same flatbuffer.
-    variables = tf.Module()
-    # Keras 3's variables wrap a tf.Variable, which the SavedModel must hold (it held none: the export computed garbage)
-    variables.weights = [v.value if type(v).__module__.startswith("keras.") else v for v in exported.variables]
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variables)
-    if quantization is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantization == "int8":
-        converter.representative_dataset = lambda: ([sample] for sample in samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
-
-
-def _converted_apart(exported: Any, signatures: list, output_names: list[str], samples: list) -> bytes:
-    """The int8 flatbuffer, converted in a fresh process: calibration has crashed the converter (exit 139) on
-    models no check foresaw, and a crash there ends that process, not the caller's.
-
-    Raises:
-        ValueError: the converter's process died (the model is named, and the routes that work).
-    """
-    import tempfile
-    from concurrent.futures.process import BrokenProcessPool
-
-    flavour = flavours.detect(exported)
-    specs = [(spec.name, tuple(spec.shape), spec.dtype.name) for spec in signatures]
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.keras")
-        exported.save(path)
-        np.save(os.path.join(folder, "samples.npy"), np.stack(samples))
-        try:
-            return in_fresh_process(_convert_saved, path, flavour, specs, output_names)
-        except BrokenProcessPool:
-            raise ValueError(
-                f"quantization='int8': the TFLite converter crashed calibrating {exported.name!r} (its process died, "
-                f"yours goes on). Use 'dynamic' (int8 weights, float activations) or 'float16'"
-            ) from None
-
-
-def _convert_saved(path: str, flavour: str, specs: list[tuple[str, tuple, str]], output_names: list[str]) -> bytes:
-    """:func:`_converted` for int8 on the model saved at ``path`` and the calibration batches beside it (run apart)."""
-    import tensorflow as tf
-
-    model = flavours.load_model(path, flavour)
-    samples = list(np.load(os.path.join(os.path.dirname(path), "samples.npy")))
-    signatures = [tf.TensorSpec(shape, dtype, name=name) for name, shape, dtype in specs]
-    return _converted(model, signatures, output_names, "int8", samples)
-
-
 def _io_names(model: Any) -> tuple[list[str], list[str]]:
     """The names of ``model``'s input layers and of the layers that make its outputs, in order."""
     return [tensor._keras_history[0].name for tensor in model.inputs], [tensor._keras_history[0].name for tensor in model.outputs]
-
-
-def _forward(model: Any, output_names: list[str]) -> Any:
-    """``model``'s inference call on positional inputs; several outputs come back by name (the export's signature)."""
-    def forward(*inputs: Any) -> Any:
-        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-        if len(output_names) == 1:
-            return outputs
-        return {name: output for name, output in zip(output_names, outputs, strict=True)}
-
-    return forward
 
 
 #: The converter leaves a weight tensor with fewer elements than this in float32 under "dynamic";

@@ -29,11 +29,11 @@ def trained_float_model():
 
 
 def masked_bidirectional_tagger(k, recurrent: str = "LSTM"):
-    """A per-token tagger in flavour module ``k``: masked Embedding -> Bidirectional(``recurrent``) named
-    ``both_ways`` -> TimeDistributed(Dense) named ``per_token``, compiled."""
+    """A per-token tagger in flavour module ``k``: masked Embedding -> Bidirectional(``recurrent`` named ``rnn``)
+    named ``both_ways`` -> TimeDistributed(Dense) named ``per_token``, compiled."""
     inputs = k.Input((SEQ,), dtype="int32")
     h = k.layers.Embedding(VOCAB, 8, mask_zero=True)(inputs)
-    h = k.layers.Bidirectional(getattr(k.layers, recurrent)(8, return_sequences=True), name="both_ways")(h)
+    h = k.layers.Bidirectional(getattr(k.layers, recurrent)(8, return_sequences=True, name="rnn"), name="both_ways")(h)
     model = k.Model(inputs, k.layers.TimeDistributed(k.layers.Dense(VOCAB, activation="softmax"), name="per_token")(h))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model

@@ -249,7 +249,7 @@ def test_a_keras_3_model_that_stays_keras_3_exports_its_weights():
 
 
 def test_an_int8_converter_crash_is_contained_and_reported(monkeypatch):
-    """The int8 converter runs in a process of its own: with the check that refuses a GRU switched off, the
+    """The int8 converter runs in a Python of its own: with the check that refuses a GRU switched off, the
     calibration crash it foresees (exit 139) ends that process, and the caller gets a clear error."""
     from fastnlp.speedups.compress import export
 
@@ -258,5 +258,5 @@ def test_an_int8_converter_crash_is_contained_and_reported(monkeypatch):
     h = tf_keras.layers.GRU(4, return_sequences=True)(tf_keras.layers.Embedding(VOCAB, 4)(inputs))
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(VOCAB)(h), name="gru_model")
     x = np.random.default_rng(0).integers(0, VOCAB, (8, SEQ)).astype("int32")
-    with pytest.raises(ValueError, match="the TFLite converter crashed calibrating 'gru_model'"):
+    with pytest.raises(ValueError, match="the TFLite converter could not calibrate 'gru_model': its process died"):
         to_tflite(model, "int8", representative_data=x)

@@ -187,3 +187,14 @@ def test_a_layer_called_twice_is_refused_by_name():
     model.compile(loss="mse")
     with pytest.raises(TypeError, match="layer 'shared' \\(Dense\\) is called more than once"):
         prune_units(model)
+
+
+def test_a_pruned_lstm_exports_to_int8_with_the_fused_op():
+    from fastnlp import build_lstm
+
+    model = build_lstm(20, units=16, num_layers=2, seq_len=6, flavour="keras")
+    small = prune_units(model, 0.5)
+    x = np.random.default_rng(0).integers(0, 20, (32, 6)).astype("int32")
+    lite = LiteRTModel(to_tflite(small, "int8", representative_data=x))
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops and "WHILE" not in lite.ops
+    assert lite.predict(x[:4]).shape == (4, 6, 20)
