@@ -29,8 +29,10 @@ def render(rows: list[dict]) -> str:
         "Every registered speedup, tried on every model of the test zoo (`tests/zoo.py`: small instances of the",
         "shapes Keras's NLP examples teach, and of what users bring beside them), in Keras 3 and tf_keras. A cell",
         "*works* when the input is untouched, the result computes what the input did, fits two steps and saves",
-        "and loads with its lineage; *no effect* when the speedup had nothing to change and said so; *refused*",
-        "when it raised a clear error before any work. The reasons follow the table.",
+        "and loads with its lineage (its weights, for the two models Keras itself cannot load: a subclassed model",
+        "and a custom layer without `get_config`); *no effect* when the speedup had nothing to change and said so;",
+        "*refused* when it raised a clear error before any work. For `prune_units`, \"computes what the input did\"",
+        "means: once the units it removes are silenced in the input. The reasons follow the table.",
         "",
         f"Generated from a test run (`tests/zoo_matrix.py`): {len(rows)} cells, {counts['works']} work, "
         f"{counts['no effect']} no effect, {counts['refused']} refused, and nothing else: no unclear error, crash "
