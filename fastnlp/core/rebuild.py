@@ -150,9 +150,8 @@ def compile_like(target: Any, model: Any, *, loss_scale: bool | None = None, com
 
 
 def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: LayerClass | None = None):
-    whole = edit is None and layer_class is None
-    check_rebuildable(model, whole=whole)
-    if not is_layer_graph(model):  # a subclassed model: its class makes it again, and it is built as the input was
+    if not is_layer_graph(model) and edit is None and layer_class is None:
+        # a subclassed model: its class makes it again (new_instance refuses, naming what it lacks), built as the input was
         clone = new_instance(model)
         clone.build_from_config(model.get_build_config())
         if [tuple(w.shape) for w in clone.weights] != [tuple(w.shape) for w in model.weights]:
@@ -163,6 +162,7 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: 
             )
         clone.built = True  # Keras 3 leaves the flag unset when it built the model by running it on a shape
         return clone
+    check_rebuildable(model)  # a subclassed model given an edit or a layer class is refused here
     output_layers = {id(tensor._keras_history[0]) for tensor in _outputs(model)}
 
     def clone_layer(layer):

@@ -16,7 +16,7 @@ import numpy as np
 from fastnlp.core import flavour as flavours
 from fastnlp.core.validation import check_fraction, check_non_negative_int, check_positive_int
 from fastnlp.speedups.compress.unit_groups import UnitPlan, unit_groups, weight_axes
-from fastnlp.speedups.compress.units import prune_units, unit_scores
+from fastnlp.speedups.compress.units import prune_units, unit_scores, units_kept
 
 __all__ = ["UnitPruning", "prune_units_gradually"]
 
@@ -69,6 +69,7 @@ class UnitPruning:
         self.fraction, self.begin_step, self.end_step, self.frequency = fraction, begin_step, end_step, frequency
         self._plan: UnitPlan | None = None
         self._silent: dict[int, np.ndarray] = {}  # group -> indices of its silenced units
+        self._masks: dict[str, list[np.ndarray]] = {}  # layer name -> a 0/1 mask per weight, for the silenced units
 
     @property
     def silenced(self) -> dict[str, int]:
@@ -90,8 +91,10 @@ class UnitPruning:
         step = int(self.model.optimizer.iterations.numpy())
         if self.begin_step <= step <= self.end_step and (step - self.begin_step) % self.frequency == 0:
             self._silence_more(step)
-        if any(len(indices) for indices in self._silent.values()):
-            self._hold_at_zero()
+        for layer in self.model.layers:  # the optimizer moved them: back to zero
+            masks = self._masks.get(layer.name)
+            if masks is not None:
+                layer.set_weights([weight * mask for weight, mask in zip(layer.get_weights(), masks, strict=True)])
 
     def pruned_model(self) -> Any:
         """The fitted model without its silenced units (:func:`fastnlp.prune_units`, which records them)."""
@@ -110,22 +113,21 @@ class UnitPruning:
         scores = unit_scores(self.model, self._plan, "magnitude")
         for group, silent in self._silent.items():
             size = self._plan.groups[group].size
-            wanted = round((size - max(1, round(size * (1 - self.fraction)))) * share)
+            wanted = round((size - units_kept(size, self.fraction)) * share)
             if wanted > len(silent):
                 taken = set(silent.tolist())
                 ranked = [j for j in np.argsort(scores[group], kind="stable") if j not in taken]
                 self._silent[group] = np.sort(np.concatenate([silent, np.asarray(ranked[: wanted - len(silent)], "int64")]))
-
-    def _hold_at_zero(self) -> None:
         kept = {
             group: np.setdiff1d(np.arange(self._plan.groups[group].size), silent)
             for group, silent in self._silent.items()
             if len(silent)
         }
+        self._masks = {}
         for layer in self.model.layers:
             axes = weight_axes(layer, self._plan, kept)
             if axes is not None:
-                layer.set_weights([weight * _mask(weight.shape, index) for weight, index in zip(layer.get_weights(), axes, strict=True)])
+                self._masks[layer.name] = [_mask(weight.shape, index) for weight, index in zip(layer.get_weights(), axes, strict=True)]
 
 
 def _mask(shape: tuple[int, ...], index: tuple) -> np.ndarray:

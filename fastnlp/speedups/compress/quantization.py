@@ -80,7 +80,7 @@ def quantize(model: Any) -> Applied:
     """
     import tensorflow_model_optimization as tfmot
 
-    from fastnlp.speedups.compress.objects import KernelQuantizeConfig, RecurrentQuantizeConfig
+    from fastnlp.speedups.compress.objects import KernelQuantizeConfig, RecurrentQuantizeConfig, compression_objects
 
     check_layers(model, QUANTIZABLE_LAYERS, "quantize")
     check_wrapped_layers(model, "quantize")
@@ -108,7 +108,7 @@ def quantize(model: Any) -> Applied:
         return api.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(base, clone_function=annotate)
-    with api.quantize_scope({"RecurrentQuantizeConfig": RecurrentQuantizeConfig, "KernelQuantizeConfig": KernelQuantizeConfig}):
+    with keras.utils.custom_object_scope(compression_objects()):  # tfmot's quantize_scope, and fastnlp's configs
         trained_aware = api.quantize_apply(annotated)
     if any(type(layer).__name__ == "Bidirectional" for layer in base.layers):
         trained_aware = _as_loaded(trained_aware)

@@ -35,6 +35,7 @@ _PER_UNIT_ACTIVATIONS = frozenset({
     "hard_sigmoid", "leaky_relu", "relu6", "exponential",
 })
 _GATES = {"LSTM": 4, "GRU": 3}
+_STATES = {"LSTM": 2, "GRU": 1}  # states a recurrent layer returns with return_state
 
 
 @dataclasses.dataclass
@@ -186,8 +187,8 @@ def unit_groups(model: Any) -> UnitPlan:
                 per_output = [(Segment(forward, size),), (Segment(backward, size),)]
             else:
                 per_output = [merged]
-            per_output += [(Segment(forward, size),)] * _states_per_direction(layer.forward_layer) * layer.return_state
-            per_output += [(Segment(backward, size),)] * _states_per_direction(layer.forward_layer) * layer.return_state
+            states = _STATES[_kind(layer.forward_layer, keras)] * layer.return_state
+            per_output += [(Segment(forward, size),)] * states + [(Segment(backward, size),)] * states
             produced[name] = per_output
             for tensor, parts in zip(outputs, per_output):
                 segments[id(tensor)] = parts
@@ -288,14 +289,14 @@ def weight_axes(layer: Any, plan: UnitPlan, kept: Mapping[int, np.ndarray]) -> l
     rows = _feature_index(plan.inputs.get(name, ()), kept)
     weights = layer.get_weights()
     if kind == "Dense":
-        columns = _units_index(plan.own[name][""], kept)
+        columns = kept.get(plan.own[name][""])
         axes = [(rows, columns), (columns,)]
     elif kind in ("LSTM", "GRU"):
-        axes = _recurrent_axes(layer, rows, _units_index(plan.own[name][""], kept), plan.gates[name])
+        axes = _recurrent_axes(layer, rows, kept.get(plan.own[name][""]), plan.gates[name])
     elif kind == "Bidirectional":
         axes = []
         for direction, inner in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
-            units = _units_index(plan.own[name][direction], kept)
+            units = kept.get(plan.own[name][direction])
             axes += _recurrent_axes(inner, rows, units, plan.gates[f"{name}/{direction}"])
     elif kind == "TimeDistributed":
         axes = [(rows, None), (None,)]
@@ -310,10 +311,6 @@ def _recurrent_axes(layer: Any, rows: np.ndarray | None, units: np.ndarray | Non
     bias_shape = np.shape(layer.get_weights()[2]) if layer.use_bias else ()
     bias = (None, columns) if len(bias_shape) == 2 else (columns,)  # a GRU with reset_after keeps two biases
     return [(rows, columns), (units, columns), bias]
-
-
-def _units_index(group: int | None, kept: Mapping[int, np.ndarray]) -> np.ndarray | None:
-    return kept.get(group) if group is not None else None
 
 
 def _feature_index(parts: tuple[Segment, ...], kept: Mapping[int, np.ndarray]) -> np.ndarray | None:
@@ -337,10 +334,6 @@ def _kind(layer: Any, keras: Any) -> str | None:
                 return None
             return kind
     return None
-
-
-def _states_per_direction(layer: Any) -> int:
-    return 2 if "LSTM" in [cls.__name__ for cls in type(layer).__mro__] else 1
 
 
 def _activation(layer: Any) -> str:

@@ -21,7 +21,7 @@ from fastnlp.core.registry import Applied, NoEffect, speedup
 from fastnlp.core.validation import check_fraction
 from fastnlp.speedups.compress.unit_groups import UnitPlan, unit_groups, weight_axes
 
-__all__ = ["CRITERIA", "prune_units", "remove_units", "unit_scores"]
+__all__ = ["CRITERIA", "prune_units", "remove_units", "unit_scores", "units_kept"]
 
 #: How :func:`prune_units` ranks units: the norm of each unit's weights, or its mean output times its outgoing weights.
 CRITERIA: tuple[str, ...] = ("magnitude", "activation")
@@ -124,18 +124,27 @@ def remove_units(model: Any, plan: UnitPlan, kept: Mapping[int, np.ndarray]) -> 
 
 def unit_scores(model: Any, plan: UnitPlan, criterion: str, data: Any = None) -> dict[int, np.ndarray]:
     """A score per unit of each removable group of ``plan`` (higher: more worth keeping) by ``criterion``."""
-    mass = _weight_mass(model, plan)
     if criterion == "magnitude":
-        return {group: np.sqrt(total) for group, total in mass.items()}
+        return {group: np.sqrt(total) for group, total in _weight_mass(model, plan).items()}
     outgoing = _weight_mass(model, plan, own=False)
     means = _mean_outputs(model, plan, data)
-    return {group: means[group] * np.sqrt(outgoing[group] + 1e-12) for group in mass}
+    return {group: means[group] * np.sqrt(outgoing[group] + 1e-12) for group in outgoing}
+
+
+def units_kept(size: int, fraction: float) -> int:
+    """How many of a layer's ``size`` units stay when ``fraction`` of them are removed (at least one).
+
+    Examples:
+        >>> units_kept(512, 0.5), units_kept(5, 0.5), units_kept(4, 0.9)
+        (256, 2, 1)
+    """
+    return max(1, round(size * (1 - fraction)))
 
 
 def _targets(plan: UnitPlan, fraction: float, units: Mapping[str, int] | None) -> dict[int, int]:
     """Units to keep per group that loses some."""
     if units is None:
-        chosen = {group: max(1, round(plan.groups[group].size * (1 - fraction))) for group in plan.removable()}
+        chosen = {group: units_kept(plan.groups[group].size, fraction) for group in plan.removable()}
     else:
         if not isinstance(units, Mapping) or not all(isinstance(n, int) and not isinstance(n, bool) for n in units.values()):
             raise ValueError(f"units must map layer names to unit counts, e.g. {{'lstm': 128}}; got {units!r}")
