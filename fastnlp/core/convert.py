@@ -70,13 +70,17 @@ def convert(model: Any, to: flavours.Flavour):
 
 
 def reassemble(
-    model: Any, target: ModuleType, new_layer: Callable[[Any], Any], adapt: Callable[[Any, Any], Any] | None = None
+    model: Any,
+    target: ModuleType,
+    new_layer: Callable[[Any], Any],
+    adapt: Callable[[Any, Any], Any] | None = None,
+    finish: Callable[[Any, Any], Any] | None = None,
 ) -> tuple[Any, list[tuple[Any, Any]]]:
     """``model``'s graph again in ``target``'s flavour: each layer replaced by ``new_layer(layer)``, called where it was.
 
     Sequential models and functional models whose layers are each called once (branches, several
     inputs and outputs, an encoder's states passed to a decoder included) can be reassembled. ``adapt(layer, inputs) -> inputs`` may change what a new layer is
-    called on. Returns the new, uncompiled model and the ``(layer, new layer)`` pairs, for the caller
+    called on, and ``finish(layer, outputs) -> outputs`` what it hands on. Returns the new, uncompiled model and the ``(layer, new layer)`` pairs, for the caller
     to copy weights along.
 
     Raises:
@@ -99,6 +103,8 @@ def reassemble(
             latest = new(source[0], initial_state=source[1:])  # the one form Keras 3 takes
         else:
             latest = new(adapt(layer, source) if adapt is not None else source)
+        if finish is not None:
+            latest = finish(layer, latest)
         if not chain:
             for old_tensor, new_tensor in zip(_flat(layer.output), _flat(latest)):
                 tensors[id(old_tensor)] = new_tensor

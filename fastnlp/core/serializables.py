@@ -21,7 +21,10 @@ COMPRESSION_MODULE = "fastnlp.speedups.compress.objects"
 #: For each flavour, the modules whose import registers fastnlp's classes with that flavour's Keras.
 MODULES: dict[str, tuple[str, ...]] = {
     "keras": ("fastnlp.speedups.hoisted_keras", "fastnlp.speedups.parallel.distributed_model_keras"),
-    "tf_keras": ("fastnlp.speedups.hoisted_tf_keras", "fastnlp.speedups.parallel.distributed_model_tf_keras", COMPRESSION_MODULE),
+    "tf_keras": (
+        "fastnlp.speedups.hoisted_tf_keras", "fastnlp.speedups.parallel.distributed_model_tf_keras",
+        "fastnlp.speedups.compress.right_padding", COMPRESSION_MODULE,
+    ),
 }
 
 

@@ -40,6 +40,7 @@ def to_tflite(
     batch_size: int = 1,
     seq_len: int | Mapping[str, int] | None = None,
     calibration_samples: int = 100,
+    right_padded: bool = False,
     path: str | os.PathLike | None = None,
 ) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer that LiteRT runs; return the bytes (and write ``path``).
@@ -61,6 +62,9 @@ def to_tflite(
             without ``seq_len``, ``train_char_lm``'s model); a TFLite model has fixed shapes. For a
             model with several inputs, one length for all, or ``{input name: length}``.
         calibration_samples: how many samples of ``representative_data`` to calibrate on.
+        right_padded: the model's padding mask (``Embedding(mask_zero=True)``) marks padding at the end of
+            each sequence only. Its LSTMs then export unmasked, as the fused op (``"int8"`` included), and
+            compute what the masked model does on right-padded ids (on other padding they differ).
         path: also write the bytes to this file.
 
     Returns:
@@ -73,8 +77,9 @@ def to_tflite(
         ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data``, for a model
             with several inputs, or for a
             recurrent layer that does not become a fused op (a GRU, a SimpleRNN, an LSTM behind
-            ``mask_zero=True``): the converter's calibration of such a loop crashes the process; or the
-            converter's process died.
+            ``mask_zero=True`` without ``right_padded``): the converter's calibration of such a loop crashes
+            the process; or the converter's process died. ``right_padded`` for a model whose mask is used
+            otherwise than by LSTMs reading forward (named), or with calibration data padded elsewhere.
         TypeError: not a Keras model.
         ValueError: a model that takes any sequence length without ``seq_len``, or a ``seq_len``
             other than the model's fixed one; a stateful recurrent layer.
@@ -123,9 +128,15 @@ def to_tflite(
             f"quantization='int8' calibrates a model with one input; {model.name!r} has {len(model.inputs)}. Use "
             f"'dynamic' (int8 weights, float activations) or 'float16'"
         )
+    if not isinstance(right_padded, bool):
+        raise TypeError(f"right_padded must be True or False, got {right_padded!r}")
     _check_stateless(model)
     plain = stock_recurrent_layers(model)  # the converter fuses only the stock LSTM class
     exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
+    if right_padded:
+        from fastnlp.speedups.compress.right_padding import unmasked_for_right_padding  # tf_keras's layer class
+
+        exported = unmasked_for_right_padding(exported)
     if quantization == "int8":
         _check_int8_exportable(exported)  # after unwrapping quantization-aware layers: a wrapped GRU is a GRU
     if quantization == "dynamic":
@@ -139,10 +150,14 @@ def to_tflite(
     if quantization == "int8":
         (signature,) = signatures  # int8 exports one input (checked above)
         samples = list(_samples(representative_data, batch_size, calibration_samples, signature.dtype.name, tuple(signature.shape[1:])))
+        if right_padded:
+            from fastnlp.speedups.compress.right_padding import check_right_padded
+
+            check_right_padded(np.concatenate(samples))
         content = flatbuffer_apart(exported, signatures, output_names, samples)
     else:
         content = flatbuffer(exported, signatures, output_names, quantization)
-    _warn_unfused(plain, LiteRTModel(content).ops)
+    _warn_unfused(exported if right_padded else plain, LiteRTModel(content).ops)
     if quantization == "int8":
         _check_agreement(exported, content, np.concatenate(samples)[:_AGREEMENT_SAMPLES])
     if path is not None:
@@ -239,8 +254,8 @@ def _check_int8_exportable(model: Any) -> None:
         if masked is not None:
             raise ValueError(
                 f"quantization='int8' cannot export a masked LSTM (layer {masked!r} masks padding): the "
-                f"converter has no fused op for it and its int8 calibration crashes. Use 'dynamic', or train "
-                f"the model on left-padded sequences without a mask"
+                f"converter has no fused op for it and its int8 calibration crashes. If every sequence is padded at "
+                f"its end, pass right_padded=True (the LSTM then exports unmasked, fused); else use 'dynamic'"
             )
 
 

@@ -260,3 +260,53 @@ def test_an_int8_converter_crash_is_contained_and_reported(monkeypatch):
     x = np.random.default_rng(0).integers(0, VOCAB, (8, SEQ)).astype("int32")
     with pytest.raises(ValueError, match="the TFLite converter could not calibrate 'gru_model': its process died"):
         to_tflite(model, "int8", representative_data=x)
+
+
+def _right_padded_ids(rows: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, VOCAB, (rows, SEQ))
+    for row, length in enumerate(rng.integers(0, SEQ + 1, rows)):  # lengths 0 (all padding) to SEQ (none)
+        x[row, length:] = 0
+    return x
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_a_masked_stack_over_right_padding_exports_fused_with_the_same_outputs(flavour, quantization):
+    k = flavours.keras_module(flavour)
+    model = k.Sequential([
+        k.Input((SEQ,), dtype="int32"),
+        k.layers.Embedding(VOCAB, 8, mask_zero=True),
+        k.layers.LSTM(8, return_sequences=True),
+        k.layers.Dropout(0.1),
+        k.layers.LSTM(8),
+        k.layers.Dense(3, activation="softmax"),
+    ])
+    x = _right_padded_ids(16)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "to_tflite: layer .* did not become")  # fused (an untrained model's top
+        warnings.filterwarnings("ignore", "to_tflite: the int8 export agrees")  # predictions are near ties)
+        content = to_tflite(model, quantization, representative_data=x if quantization else None, right_padded=True)
+    lite = LiteRTModel(content)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops and "WHILE" not in lite.ops
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=TOLERANCE[quantization])
+
+
+def test_right_padded_export_refuses_what_it_cannot_compute():
+    k = tf_keras
+    ids = k.Input((SEQ,), dtype="int32")
+    embedded = k.layers.Embedding(VOCAB, 8, mask_zero=True)(ids)
+    both = k.Model(ids, k.layers.Bidirectional(k.layers.LSTM(4), name="both_ways")(embedded))
+    with pytest.raises(ValueError, match="layer 'both_ways' .* backward direction reads the padding"):
+        to_tflite(both, right_padded=True)
+    tagger = k.Model(ids, k.layers.LSTM(4, return_sequences=True, name="tags")(embedded))
+    with pytest.raises(ValueError, match="output of layer 'tags' is a sequence"):
+        to_tflite(tagger, right_padded=True)
+    unmasked = build_lstm(VOCAB, units=8, num_layers=1, seq_len=SEQ)
+    with pytest.raises(ValueError, match="one Embedding\\(mask_zero=True\\) .* has none"):
+        to_tflite(unmasked, right_padded=True)
+    classifier = build_lstm(VOCAB, task="classify", units=8, num_layers=1, seq_len=SEQ)
+    left_padded = np.flip(_right_padded_ids(8), axis=1)
+    with pytest.raises(ValueError, match="row .* has a real id after padding"):
+        to_tflite(classifier, "int8", representative_data=left_padded, right_padded=True)
+    with pytest.raises(TypeError, match="right_padded must be True or False"):
+        to_tflite(classifier, right_padded="yes")
