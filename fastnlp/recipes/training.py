@@ -59,6 +59,11 @@ EXECUTIONS: dict[str, tuple[Any, ...]] = {
 #: budgets run the hoisted loop, the faster one on the machines the recipe was measured on.
 PROBE_MIN_BUDGET_S = 120.0
 PROBE_STEPS = 12
+#: Where the probe finds a bfloat16 execution fastest, it and the fastest float32 one each train this share
+#: of the budget, and bfloat16 is kept only if its held-out loss is no worse than float32's (within
+#: :data:`QUALITY_TOLERANCE`, the race's noise): faster steps are worth nothing if they learn less.
+QUALITY_RACE_FRACTION = 0.05
+QUALITY_TOLERANCE = 0.005
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,13 +146,18 @@ def choose_recipe(budget_s: float, matmul_flops: float | None = None) -> CharLMR
     )
 
 
-def choose_execution(model: Any, data: Any, *, steps: int = PROBE_STEPS) -> str:
+def choose_execution(
+    model: Any, data: Any, *, steps: int = PROBE_STEPS, loss_after: Callable[[str], float] | None = None
+) -> str:
     """The faster way to run ``model`` here, a key of :data:`EXECUTIONS`, by a short in-process probe
     (:func:`fastnlp.tune`, ``steps`` timed steps each) at the model's own shapes on ``data``.
 
     It measures the stock LSTM against the hoisted loop and, on a CPU with AMX (bfloat16 matrix
     units), each in mixed bfloat16 too: the hoisted loop was slower than the stock layer at some
     shapes on such a CPU, and bfloat16 faster (docs/benchmarks.md). The fastest by at least 3% wins.
+    Where that is a bfloat16 execution and ``loss_after(name) -> held-out loss`` (after equal training
+    time) is given, it wins only if its loss is no worse than the fastest float32 execution's (within
+    :data:`QUALITY_TOLERANCE`).
 
     Examples:
         >>> import numpy as np, tensorflow as tf
@@ -160,7 +170,13 @@ def choose_execution(model: Any, data: Any, *, steps: int = PROBE_STEPS) -> str:
 
     names = ["hoisted"] + (["bf16", "hoisted + bf16"] if "amx_bf16" in hardware.cpu_flags() else [])
     measured = tune(model, data, [(name, list(EXECUTIONS[name])) for name in names], steps=steps, warmup_steps=2, combine=False)
-    return "stock" if measured.best == "input" else measured.best
+    fastest = "stock" if measured.best == "input" else measured.best
+    if loss_after is None or "bf16" not in fastest:
+        return fastest
+    rates = {("stock" if m.name == "input" else m.name): m.samples_per_s or 0.0 for m in measured.measurements}
+    float32 = max((name for name in rates if "bf16" not in name), key=rates.__getitem__)
+    reference = loss_after(float32)
+    return fastest if loss_after(fastest) <= reference * (1 + QUALITY_TOLERANCE) else float32
 
 
 def split_text(text: str, validation_split: float = 0.1) -> tuple[str, str]:
@@ -310,21 +326,37 @@ def train_char_lm(
             embedding_dim=recipe.embedding_dim, learning_rate=recipe.learning_rate, flavour=flavour, speedups=list(speedups),
         )
 
-    probe_s = 0.0
-    if recipe.execution is None:
-        started = time.perf_counter()
-        chosen = choose_execution(model_running(()), data.train) if budget_s >= PROBE_MIN_BUDGET_S else "hoisted"
-        probe_s = time.perf_counter() - started  # the probe trained too: its seconds come out of the budget
-        recipe = dataclasses.replace(recipe, execution=chosen)
-    model = model_running(EXECUTIONS[recipe.execution])
-    budget = learning_rate_budget(
-        model, seconds=max(budget_s - probe_s, 1e-3), warmup_fraction=recipe.warmup_fraction,
-        final_fraction=recipe.final_fraction,
-    )
-    def score(final: bool = False) -> float:
+    def trained(execution: str, seconds: float) -> tuple[Any, Any]:
+        """A new model run ``execution``'s way, and its budget of ``seconds`` (``fit`` it with the budget)."""
+        model = model_running(EXECUTIONS[execution])
+        budget = learning_rate_budget(
+            model, seconds=seconds, warmup_fraction=recipe.warmup_fraction, final_fraction=recipe.final_fraction
+        )
+        return model, budget
+
+    def held_out_loss(model: Any, final: bool = False) -> float:
         if validate is not None:
             return validate(model, held_out_ids)
         return char_lm_loss(model, held_out_ids, max_windows=FINAL_WINDOWS if final else PROGRESS_WINDOWS)
+
+    def loss_after_race(execution: str) -> float:
+        racer, race = trained(execution, budget_s * QUALITY_RACE_FRACTION)
+        racer.fit(data.train, epochs=1_000_000, shuffle=False, callbacks=[race], verbose=0)
+        return held_out_loss(racer)
+
+    probe_s = 0.0
+    if recipe.execution is None:
+        started = time.perf_counter()
+        chosen = (
+            choose_execution(model_running(()), data.train, loss_after=loss_after_race)
+            if budget_s >= PROBE_MIN_BUDGET_S else "hoisted"
+        )
+        probe_s = time.perf_counter() - started  # the probe trained too: its seconds come out of the budget
+        recipe = dataclasses.replace(recipe, execution=chosen)
+    model, budget = trained(recipe.execution, max(budget_s - probe_s, 1e-3))
+
+    def score(final: bool = False) -> float:
+        return held_out_loss(model, final)
 
     curve = [(0.0, score())]
 

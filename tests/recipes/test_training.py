@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import AMX_CPU
 
 from fastnlp import (
     CharLMRecipe,
@@ -20,6 +21,7 @@ from fastnlp.harness.cli import main
 from fastnlp.recipes import training
 from fastnlp.recipes.training import char_lm_loss, choose_recipe, split_text
 from fastnlp.speedups.schedules import warmup_decay_factor
+from fastnlp.speedups.tuning import Measurement
 
 TINY = CharLMRecipe(units=16, num_layers=1, embedding_dim=8, seq_len=16, batch_size=8, learning_rate=1e-2)
 
@@ -131,14 +133,29 @@ def test_train_char_lm_rejects_bad_input():
 
 
 class FakeProbe:
-    """Stands in for the execution probe (``tune``): records what it was asked to measure, answers ``best``."""
+    """Stands in for the execution probe (``tune``): records what it was asked to measure, answers ``best``
+    (and measurements in which the stock layer is faster than the hoisted one in float32)."""
 
     def __init__(self, best):
         self.best, self.asked = best, []
 
     def __call__(self, model, data, candidates, **options):
         self.asked.append([name for name, _ in candidates])
-        return types.SimpleNamespace(best=self.best)
+        rates = {"input": 100.0, "hoisted": 90.0, "bf16": 120.0, "hoisted + bf16": 130.0}
+        names = ["input"] + [name for name, _ in candidates]
+        return types.SimpleNamespace(best=self.best, measurements=[Measurement(name, rates[name]) for name in names])
+
+
+def losses_by_precision(bf16_loss, float32_loss):
+    """A ``validate`` that scores a model by the precision it computes in, and records what it scored."""
+    scored = []
+
+    def validate(model, ids):
+        lstm = next(layer for layer in model.layers if "lstm" in layer.name)
+        scored.append(lstm.dtype_policy.name)
+        return bf16_loss if "bfloat16" in lstm.dtype_policy.name else float32_loss
+
+    return validate, scored
 
 
 def test_a_long_budget_runs_the_execution_the_probe_measured_fastest(cpu_kind, step_seconds, monkeypatch):
@@ -146,13 +163,28 @@ def test_a_long_budget_runs_the_execution_the_probe_measured_fastest(cpu_kind, s
     monkeypatch.setattr(training, "tune", probe)
     step_seconds(60.0)  # two steps in the budget
 
-    result = train_char_lm("abc" * 2000, budget_s=training.PROBE_MIN_BUDGET_S, recipe=TINY, evaluations=1)
+    validate, scored = losses_by_precision(bf16_loss=2.0, float32_loss=2.0)  # bf16 no worse: it stays
+    result = train_char_lm("abc" * 2000, budget_s=training.PROBE_MIN_BUDGET_S, recipe=TINY, evaluations=1, validate=validate)
 
     on_amx = "amx_bf16" in cpu_kind
     assert probe.asked == [["hoisted", "bf16", "hoisted + bf16"] if on_amx else ["hoisted"]]  # bf16 only where AMX runs it
     assert result.recipe.execution == probe.best
+    race = ["float32", "mixed_bfloat16"] if on_amx else []  # bf16's quality at equal time, against float32's
+    assert scored[: len(race)] == race
     lstm = next(layer for layer in result.model.layers if "lstm" in layer.name)
     assert (type(lstm).__name__, lstm.dtype_policy.name) == (("HoistedLSTM", "mixed_bfloat16") if on_amx else ("LSTM", "float32"))
+
+
+def test_bf16_that_learns_less_in_equal_time_gives_way_to_the_fastest_float32_execution(step_seconds, machine, monkeypatch):
+    machine.pretend(cpu_flags=AMX_CPU)
+    monkeypatch.setattr(training, "tune", FakeProbe("hoisted + bf16"))
+    step_seconds(3.0)  # the race's 5% of the budget: two steps each
+    validate, scored = losses_by_precision(bf16_loss=2.1, float32_loss=2.0)
+    result = train_char_lm("abc" * 2000, budget_s=training.PROBE_MIN_BUDGET_S, recipe=TINY, evaluations=1, validate=validate)
+    assert scored[:2] == ["float32", "mixed_bfloat16"]
+    assert result.recipe.execution == "stock"  # the probe measured it faster than the hoisted loop in float32
+    lstm = next(layer for layer in result.model.layers if "lstm" in layer.name)
+    assert (type(lstm).__name__, lstm.dtype_policy.name) == ("LSTM", "float32")
 
 
 def test_a_short_budget_runs_the_hoisted_loop_without_a_probe(step_seconds, monkeypatch):
