@@ -214,7 +214,7 @@ def _registered(k: ModuleType, obj: Any) -> Any:
     key = (k.__name__, obj.__name__)
     if key not in _REGISTERED:
         register = k.saving.register_keras_serializable if k.__name__ == "keras" else k.utils.register_keras_serializable
-        _REGISTERED[key] = register(package="zoo")(obj)
+        _REGISTERED[key] = register(package=f"zoo_{k.__name__}")(obj)  # a user registers for their flavour only
     return _REGISTERED[key]
 
 

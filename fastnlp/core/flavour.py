@@ -16,7 +16,7 @@ import sys
 from types import ModuleType
 from typing import Any, Literal
 
-from fastnlp.core.serializables import know_fastnlp_classes
+from fastnlp.core.serializables import know_fastnlp_classes, registered_functions, share_registration
 
 Flavour = Literal["keras", "tf_keras"]
 FLAVOURS: tuple[Flavour, ...] = ("keras", "tf_keras")
@@ -31,6 +31,7 @@ __all__ = [
     "detect",
     "is_layer_graph",
     "is_preprocessing",
+    "lookup_layer_copy",
     "keras_module",
     "leaf_layers",
     "load_model",
@@ -96,7 +97,8 @@ def detect(model: Any) -> Flavour:
 def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_objects=None):
     """Load a ``.keras`` (or tf_keras ``.h5``) file with the loader of ``flavour`` (``safe_mode`` on by default).
 
-    tf_keras models pruned or quantized by :mod:`fastnlp.speedups.compress` load without custom objects.
+    tf_keras models pruned or quantized by :mod:`fastnlp.speedups.compress` load without custom objects, and so do
+    functions registered with the other flavour's Keras (a ``standardize`` of a converted ``TextVectorization``).
 
     Examples:
         >>> import keras, tempfile, os
@@ -107,6 +109,8 @@ def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_ob
     """
     know_fastnlp_classes(flavour)  # models may hold fastnlp's own classes, and tf_keras ones tfmot's wrappers
     options = {"safe_mode": safe_mode} if str(path).endswith(".keras") else {}  # HDF5 has no safe mode
+    other = next(kind for kind in FLAVOURS if kind != flavour)  # a converted model holds functions registered there
+    custom_objects = {**registered_functions(other), **(custom_objects or {})}
     return keras_module(flavour).models.load_model(path, custom_objects=custom_objects, **options)
 
 
@@ -275,6 +279,39 @@ def refuse_preprocessing(model: Any, transform: str, why: str) -> None:
                 f"{transform}: layer {layer.name!r} ({type(layer).__name__}) {why}; vectorize in the tf.data pipeline "
                 f"(dataset.map(vectorizer)) and apply {transform} to the model that takes the ids"
             )
+
+
+def lookup_layer_copy(layer: Any, cls: type | None = None) -> Any:
+    """A new ``TextVectorization``, ``StringLookup`` or ``IntegerLookup`` with ``layer``'s config and vocabulary (an
+    adapted vocabulary is not in the config), of class ``cls`` (the other flavour's, say; default: its own), made
+    in the current ``tf.distribute`` scope. A ``standardize`` or ``split`` function registered with ``layer``'s
+    Keras is registered with ``cls``'s under the same name, so a file holding the copy loads again.
+
+    Raises:
+        TypeError: another preprocessing layer, whose adapted state has no portable form here.
+
+    Examples:
+        >>> import keras
+        >>> lookup = keras.layers.StringLookup()
+        >>> lookup.adapt(["b", "a", "b"])
+        >>> [str(token) for token in lookup_layer_copy(lookup).get_vocabulary()]
+        ['[UNK]', 'b', 'a']
+    """
+    cls = cls or type(layer)
+    if not hasattr(layer, "get_vocabulary") or getattr(layer, "output_mode", None) == "tf_idf":
+        raise TypeError(
+            f"layer {layer.name!r} ({type(layer).__name__}) holds adapted state that fastnlp cannot carry to a copy (it "
+            f"carries a vocabulary); keep it in the tf.data pipeline (dataset.map(layer))"
+        )
+    config = {key: value for key, value in layer.get_config().items() if key not in ("dtype", "vocabulary", "idf_weights")}
+    source, target = type(layer).__module__.split(".")[0], cls.__module__.split(".")[0]  # "keras" or "tf_keras"
+    for value in config.values():
+        if inspect.isfunction(value) and source != target:  # a user's standardize or split
+            share_registration(value, source, target)
+    parameters = inspect.signature(cls.__init__).parameters
+    new = cls(**{key: value for key, value in config.items() if key in parameters or key in ("name", "trainable")})
+    new.set_vocabulary(layer.get_vocabulary())
+    return new
 
 
 def is_preprocessing(layer: Any) -> bool:

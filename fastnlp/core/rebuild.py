@@ -19,9 +19,11 @@ from fastnlp.core.flavour import (
     compile_arguments,
     detect,
     is_layer_graph,
+    is_preprocessing,
     keras_module,
     leaf_layers,
     loss_scale_optimizer_class,
+    lookup_layer_copy,
     new_instance,
     shared_as_is,
 )
@@ -45,6 +47,7 @@ def rebuild(
     loss_scale: bool | None = None,
     compile_options: dict | None = None,
     weights: Callable[[Any], list] | None = None,
+    own_lookups: bool = False,
 ):
     """Return a new model of the same flavour: layers re-created from (edited) configs, weights copied,
     recompiled as ``model`` was with a fresh optimizer of the same config, under ``model``'s
@@ -63,6 +66,8 @@ def rebuild(
             ``model``'s.
         weights: ``weights(layer)`` gives the weights of ``layer``'s copy (for an edit that changes their
             shapes, e.g. fewer units); default: ``layer``'s own.
+        own_lookups: give the copy new ``TextVectorization`` / ``StringLookup`` layers with the same vocabulary,
+            made in the current strategy scope; by default a copy shares its preprocessing layers with ``model``.
 
     Raises:
         TypeError: not a Keras model, a layer that cannot be re-created, or a subclassed model given an
@@ -76,7 +81,7 @@ def rebuild(
         (False, True)
     """
     with _strategy_scope(model):  # a distributed model's copy is distributed the same way
-        clone = _clone(model, edit, keras_module(detect(model)), layer_class)
+        clone = _clone(model, edit, keras_module(detect(model)), layer_class, own_lookups)
         if weights is not None:
             for layer, copy in zip(leaf_layers(model), leaf_layers(clone), strict=True):
                 if copy is not layer and layer.weights:
@@ -149,7 +154,7 @@ def compile_like(target: Any, model: Any, *, loss_scale: bool | None = None, com
 
 
 
-def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: LayerClass | None = None):
+def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: LayerClass | None = None, own_lookups: bool = False):
     if not is_layer_graph(model) and edit is None and layer_class is None:
         # a subclassed model: its class makes it again (new_instance refuses, naming what it lacks), built as the input was
         clone = new_instance(model)
@@ -167,7 +172,9 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: 
 
     def clone_layer(layer):
         if isinstance(layer, keras.Model):
-            return _clone(layer, edit, keras, layer_class)
+            return _clone(layer, edit, keras, layer_class, own_lookups)
+        if own_lookups and is_preprocessing(layer):
+            return lookup_layer_copy(layer)
         if shared_as_is(layer):  # no state to copy (a vectorizer keeps its vocabulary)
             return layer
         config = layer.get_config()

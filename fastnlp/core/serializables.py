@@ -9,10 +9,11 @@ through Keras's registry, so core names speedups' modules only in this list and 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from typing import Any
 
-__all__ = ["COMPRESSION_MODULE", "MODULES", "fastnlp_counterpart", "know_fastnlp_classes"]
+__all__ = ["COMPRESSION_MODULE", "MODULES", "fastnlp_counterpart", "know_fastnlp_classes", "registered_functions", "share_registration", "registry"]
 
 #: The module that registers tensorflow-model-optimization's wrappers and fastnlp's own compression
 #: objects with tf_keras; it imports tfmot, so it is imported only where a model may hold them.
@@ -54,14 +55,47 @@ def fastnlp_counterpart(layer: Any, flavour: str) -> type | None:
         'fastnlp.speedups.hoisted_tf_keras'
     """
     for kind in ("keras", "tf_keras"):
-        name = _registry(kind).get_registered_name(type(layer)) if kind in sys.modules else ""
+        name = registry(kind).get_registered_name(type(layer)) if kind in sys.modules else ""
         if name.startswith("fastnlp>"):
             know_fastnlp_classes(flavour, compression=False)
-            return _registry(flavour).get_registered_object(name)
+            return registry(flavour).get_registered_object(name)
     return None
 
 
-def _registry(flavour: str) -> Any:
+def registry(flavour: str) -> Any:
     """The module of ``flavour`` that holds Keras's registry functions."""
     keras = importlib.import_module(flavour)
     return keras.saving if flavour == "keras" else keras.utils
+
+
+def share_registration(function: Any, source: str, target: str) -> None:
+    """Register ``function`` (a user's ``standardize``, say) with ``target``'s Keras under the name ``source``'s
+    Keras knows it by, so a model of ``target`` that holds it saves under that name and loads again.
+
+    Examples:
+        >>> import keras, tf_keras
+        >>> @keras.saving.register_keras_serializable(package="docs")
+        ... def shout(text):
+        ...     return text
+        >>> share_registration(shout, "keras", "tf_keras")
+        >>> tf_keras.utils.get_registered_object("docs>shout") is shout
+        True
+    """
+    name = registry(source).get_registered_name(function)
+    package, _, short = name.partition(">")
+    if short and registry(target).get_registered_object(name) is None:
+        registry(target).register_keras_serializable(package=package, name=short)(function)
+
+
+def registered_functions(flavour: str) -> dict[str, Any]:
+    """The functions, losses and metrics registered with ``flavour``'s Keras, by registered name (not layers,
+    which each flavour has its own of); empty when that flavour is not imported. The other flavour's loader takes
+    them as custom objects: a ``standardize`` or a ``Loss`` a user registered once, for Keras 3, is found in a
+    tf_keras file that holds it."""
+    if flavour not in sys.modules:
+        return {}
+
+    def portable(obj: Any) -> bool:
+        return inspect.isfunction(obj) or (inspect.isclass(obj) and any(c.__name__ in ("Loss", "Metric") for c in obj.__mro__))
+
+    return {name: obj for name, obj in registry(flavour).get_custom_objects().items() if portable(obj)}

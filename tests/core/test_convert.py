@@ -76,3 +76,61 @@ def test_an_encoder_decoder_with_states_converts_both_ways(flavour, family):
     for converted in (there, back):
         for got, want in zip(zoo.outputs(converted, example.x), zoo.outputs(example.model, example.x), strict=True):
             np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["custom_standardize_classifier", "nested_vectorizer_conv1d"])
+def test_a_string_model_converts_with_its_vocabulary_and_nested_models_inline(flavour, family):
+    import zoo
+
+    example = zoo.build(family, flavour)
+    for to in (flavour, OTHER[flavour]):
+        flat = convert(example.model, to, inline_models=True)
+        assert flavours.detect(flat) == to
+        assert not any(isinstance(layer, flavours.keras_module(to).Model) for layer in flat.layers)  # no nested model left
+        (vectorizer,) = [layer for layer in flat.layers if type(layer).__name__ == "TextVectorization"]
+        (original,) = [layer for layer in flavours.leaf_layers(example.model) if type(layer).__name__ == "TextVectorization"]
+        assert vectorizer.get_vocabulary() == original.get_vocabulary()
+        assert (vectorizer is original) == (to == flavour)  # shared in its own flavour, converted in the other
+        np.testing.assert_allclose(zoo.outputs(flat, example.x)[0], zoo.outputs(example.model, example.x)[0], atol=1e-6)
+        assert flat.optimizer is not None and flat.optimizer is not example.model.optimizer
+
+
+def test_a_standardize_function_registered_for_one_flavour_loads_in_a_file_of_the_other(tmp_path):
+    import keras
+    import tf_keras
+    import zoo
+
+    example = zoo.build("custom_standardize_classifier", "keras")
+    there = convert(example.model, "tf_keras")
+    path = str(tmp_path / "converted.keras")
+    there.save(path)
+    registered = tf_keras.utils.get_custom_objects()
+    name = keras.saving.get_registered_name(zoo.lowercase_only)
+    registered.pop(name, None)  # as in a new process, where the user registered it for Keras 3 only
+    loaded = flavours.load_model(path, "tf_keras")
+    np.testing.assert_allclose(zoo.outputs(loaded, example.x)[0], zoo.outputs(example.model, example.x)[0], atol=1e-6)
+
+
+def test_a_preprocessing_layer_without_a_portable_state_is_refused_by_name():
+    import keras
+
+    raw = keras.Input((3,))
+    norm = keras.layers.Normalization(name="scale_inputs")
+    norm.adapt(np.arange(12.0).reshape(4, 3))
+    model = keras.Model(raw, keras.layers.Dense(1)(norm(raw)))
+    with pytest.raises(TypeError, match="layer 'scale_inputs' \\(Normalization\\) holds adapted state that fastnlp cannot carry"):
+        convert(model, "tf_keras")
+
+
+def test_the_users_own_loss_object_is_kept_and_the_converted_file_loads(tmp_path):
+    import zoo
+
+    example = zoo.build("tagger_with_loss_subclass", "keras")
+    there = convert(example.model, "tf_keras")
+    assert there.loss is example.model.loss  # a Loss subclass with its own __init__: not re-created from its config
+    there.fit(example.x, example.y, batch_size=4, epochs=1, verbose=0)
+    path = str(tmp_path / "tagger.keras")
+    there.save(path)
+    loaded = flavours.load_model(path, "tf_keras")
+    assert type(loaded.loss) is type(example.model.loss)
+    np.testing.assert_allclose(zoo.outputs(loaded, example.x)[0], zoo.outputs(there, example.x)[0], atol=1e-6)
