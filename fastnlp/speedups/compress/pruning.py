@@ -18,7 +18,8 @@ import numpy as np
 from fastnlp.core import flavour as flavours
 from fastnlp.core.convert import convert
 from fastnlp.core.lineage import lineage_of
-from fastnlp.core.notices import warn_no_effect
+from fastnlp.core import notices
+from fastnlp.core.notices import SpeedupWarning, warn_no_effect
 from fastnlp.core.rebuild import compile_like, rebuild, wrapped_layers
 from fastnlp.core.registry import Applied, finishing_step, speedup
 from fastnlp.core.validation import (
@@ -38,6 +39,10 @@ _PASSIVE_LAYERS: tuple[str, ...] = (
     "MaxPooling1D", "RepeatVector", "Reshape", "Softmax", "SpatialDropout1D",
 )
 SCHEDULES: tuple[str, ...] = ("constant", "polynomial")
+_KERAS3_ROUTE = (
+    "a Keras 3 model converts to tf_keras for tfmot, and only Keras's own layers convert; in a tf_keras model, prune "
+    "leaves layers it does not know as they are"
+)
 
 
 @speedup(stage="wrappers", conflicts=("enable_mixed_precision",), returns="tf_keras")
@@ -62,7 +67,10 @@ def prune(
     compress better (gzip, LiteRT); it does not make dense training or inference faster.
 
     Args:
-        model: a compiled float32 Sequential or functional model, Keras 3 or tf_keras.
+        model: a compiled float32 Sequential or functional model, Keras 3 or tf_keras. Preprocessing layers
+            (``TextVectorization``, ...) stay as they are; nested models' layers are pruned in their place
+            (the result is flat). A tf_keras model's layers that prune does not know (custom layers, attention)
+            stay as they are, named in a :class:`~fastnlp.SpeedupWarning`; a Keras 3 model's are refused.
         sparsity: fraction of each pruned weight set to zero, in [0, 1).
         schedule: ``"constant"`` or ``"polynomial"``.
         initial_sparsity: the polynomial schedule's starting sparsity.
@@ -77,7 +85,7 @@ def prune(
 
     Raises:
         ValueError: a value out of range, an unknown schedule or layer name, or a non-float32 layer.
-        TypeError: not a Keras model, a subclassed model, or a layer prune does not know.
+        TypeError: not a Keras model, a subclassed model, or (Keras 3) a layer prune does not know.
 
     Examples:
         >>> import numpy as np, tf_keras
@@ -107,10 +115,11 @@ def prune(
     if not 0 <= initial_sparsity <= sparsity:
         raise ValueError(f"initial_sparsity must be in [0, sparsity], got {initial_sparsity}")
     check_positive_int(frequency=frequency)
-    check_layers(model, PRUNABLE_LAYERS + _PASSIVE_LAYERS, "prune")
+    if flavours.detect(model) == "keras":  # tf_keras models keep the layers tfmot does not prune as they are
+        check_layers(model, PRUNABLE_LAYERS + _PASSIVE_LAYERS, "prune", route=_KERAS3_ROUTE)
     check_wrapped_layers(model, "prune")
     check_float32(model, "prune")
-    prunable = [layer.name for layer in model.layers if type(layer).__name__ in PRUNABLE_LAYERS]
+    prunable = [layer.name for layer in flavours.leaf_layers(model) if type(layer).__name__ in PRUNABLE_LAYERS]
     chosen = set(prunable if layer_names is None else layer_names)
     for name in chosen.difference(prunable):
         raise ValueError(f"no prunable layer named {name!r}; prunable layers: {prunable}")
@@ -135,6 +144,12 @@ def prune(
             layer = ready
         return MaskedPruneLowMagnitude(layer, pruning_schedule=plan)  # tfmot's wrapper, keeping the padding mask
 
+    left = [
+        layer.name for layer in base.layers
+        if layer.weights and layer.name not in prunable and not flavours.is_preprocessing(layer)
+    ]
+    if left:
+        notices.warn(f"prune: layers {left} stay as they are, unpruned: tfmot prunes only the layers it knows", SpeedupWarning)
     pruned = keras.models.clone_model(base, clone_function=wrap)
     for ready, layer in made_ready:
         ready.set_weights(layer.get_weights())

@@ -57,7 +57,8 @@ def quantize(model: Any) -> Applied:
     Args:
         model: a compiled float32 Sequential or functional model, Keras 3 or tf_keras, made of
             Embedding, LSTM, GRU, ``Bidirectional`` (of an LSTM or GRU), Dense, ``TimeDistributed``
-            (of a Dense or Conv1D), Conv1D, Dropout, pooling and Activation layers.
+            (of a Dense or Conv1D), Conv1D, Dropout, pooling and Activation layers, at the top level or in
+            nested models (the result is flat).
 
     Returns:
         A compiled **tf_keras** model (tfmot exists only for tf_keras; a Keras 3 input gives a
@@ -65,8 +66,8 @@ def quantize(model: Any) -> Applied:
 
     Raises:
         TypeError: not a Keras model, a subclassed model, or a layer of another class (named).
-        ValueError: ``model`` is not compiled, has a non-float32 layer, or an LSTM/GRU that takes or
-            returns states (tfmot's wrapper handles one input and one output; the layer is named).
+        ValueError: ``model`` is not compiled, has a non-float32 layer, a preprocessing layer (quantize the
+            numeric model ``split_preprocessing`` gives), or an LSTM/GRU that takes or returns states (tfmot's wrapper handles one input and one output; the layer is named).
 
     Examples:
         >>> import numpy as np
@@ -82,6 +83,10 @@ def quantize(model: Any) -> Applied:
 
     from fastnlp.speedups.compress.objects import KernelQuantizeConfig, RecurrentQuantizeConfig, compression_objects
 
+    flavours.refuse_preprocessing(
+        model, "quantize", "holds a lookup table, which no file of a quantization-aware model can hold (.h5 cannot, and "
+        "tfmot's layers do not reload from .keras or a SavedModel); split_preprocessing(model) gives that model"
+    )
     check_layers(model, QUANTIZABLE_LAYERS, "quantize")
     check_wrapped_layers(model, "quantize")
     check_float32(model, "quantize")

@@ -146,11 +146,12 @@ def unit_groups(model: Any) -> UnitPlan:
     for layer in model.layers:
         if not _called(layer):
             raise _called_elsewhere(layer)
-        sources = [tensor for tensor in _flat(layer.input) if _is_features(tensor)]
+        called_on, made = _call(layer)
+        sources = [tensor for tensor in _flat(called_on) if _is_features(tensor)]
         for tensor in sources:
             if id(tensor) not in seen:  # made by another call of its layer than the one the walk followed
                 raise _called_elsewhere(tensor._keras_history[0])
-        outputs = _flat(layer.output)
+        outputs = _flat(made)
         seen.update(id(tensor) for tensor in outputs)
         kind = _kind(layer, keras)
         main = of(sources[0]) if sources else ()
@@ -352,6 +353,15 @@ def _called(layer: Any) -> bool:
     except (AttributeError, ValueError):
         return False
     return True
+
+
+def _call(layer: Any) -> tuple[Any, Any]:
+    """``(inputs, outputs)`` of ``layer``'s call in the model's graph (a nested model's own ``.input`` and ``.output``
+    are those of its inner graph; its call in the outer graph is its one inbound node)."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if hasattr(layer, "layers") and len(nodes) == 1:
+        return nodes[0].input_tensors, nodes[0].output_tensors
+    return layer.input, layer.output
 
 
 def _called_elsewhere(layer: Any) -> TypeError:

@@ -109,3 +109,22 @@ def test_a_bidirectional_and_a_time_distributed_layer_are_pruned_and_stripped_ba
     for name in ("both_ways/forward_rnn/kernel", "both_ways/backward_rnn/recurrent_kernel", "per_token/kernel"):
         assert measured[name] == pytest.approx(0.5, abs=0.02), (name, measured)
     np.testing.assert_allclose(plain.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["custom_standardize_classifier", "nested_vectorizer_conv1d"])
+def test_a_string_model_is_pruned_around_its_vectorizer_and_stripped_back(flavour, family):
+    import zoo
+
+    example = zoo.build(family, flavour)
+    pruned = prune(example.model, sparsity=0.5, frequency=1)
+    np.testing.assert_allclose(zoo.outputs(pruned, example.x)[0], zoo.outputs(example.model, example.x)[0], atol=1e-6)
+    pruned.fit(example.x, example.y, epochs=1, batch_size=4, verbose=0)
+
+    plain = strip_pruning(pruned)
+
+    assert flavours.detect(plain) == flavour
+    (vectorizer,) = [layer for layer in plain.layers if type(layer).__name__ == "TextVectorization"]  # nested ones inlined
+    (original,) = [layer for layer in flavours.leaf_layers(example.model) if type(layer).__name__ == "TextVectorization"]
+    assert vectorizer.get_vocabulary() == original.get_vocabulary()
+    np.testing.assert_allclose(zoo.outputs(plain, example.x)[0], zoo.outputs(pruned, example.x)[0], atol=1e-5)
+    assert min(weight_sparsity(plain).values()) == pytest.approx(0.5, abs=0.02)

@@ -118,3 +118,23 @@ def test_quantize_trains_a_masked_bilstm_tagger_that_saves_loads_and_exports(tmp
     assert {type(qat.get_layer(name)).__name__ for name in ("quant_both_ways", "quant_per_token")} == {"QuantizeWrapperV2"}
     np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
     assert LiteRTModel(to_tflite(qat, "dynamic")).predict(x[:3]).shape == (3, SEQ, VOCAB)
+
+
+def test_a_nested_model_is_quantized_flat_and_a_string_model_is_refused_with_the_route(flavour):
+    import zoo
+
+    k = flavours.keras_module(flavour)
+    ids = k.Input((SEQ,), dtype="int32")
+    inner = k.Model(ids, k.layers.LSTM(8)(k.layers.Embedding(VOCAB, 8)(ids)), name="encoder")
+    outer_ids = k.Input((SEQ,), dtype="int32")
+    model = k.Model(outer_ids, k.layers.Dense(3, activation="softmax")(inner(outer_ids)))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, _ = pattern_data(8)
+    aware = quantize(model)
+    assert "encoder" not in [layer.name for layer in aware.layers]  # its layers, wrapped in its place
+    assert sum(type(layer).__name__ == "QuantizeWrapperV2" for layer in aware.layers) == 2  # the LSTM and the Dense
+    np.testing.assert_allclose(aware.predict(x, verbose=0), model.predict(x, verbose=0), atol=5e-2)
+
+    strings = zoo.build("string_lstm_classifier", flavour).model
+    with pytest.raises(ValueError, match="quantize: layer 'text_vectorization.*' \\(TextVectorization\\).*split_preprocessing"):
+        quantize(strings)
