@@ -67,7 +67,9 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
 
     Args:
         model: a Sequential or functional model, Keras 3 or tf_keras (a subclassed model only where
-            there is nothing to parallelize and no backup: its unchanged copy).
+            there is nothing to parallelize and no backup: its unchanged copy). A tf_keras model's
+            ``TextVectorization`` is made again in the strategy's scope, with its vocabulary; Keras 3 cannot
+            train on strings under a strategy (refused, naming the layer).
         strategy: ``"auto"`` (the cluster set up by :func:`init_distributed`, else ``MirroredStrategy``
             over several local GPUs, else nothing to parallelize: an unchanged copy and a
             :class:`~fastnlp.NoEffectWarning`, unless ``backup_dir`` asks for a backup),
@@ -84,8 +86,8 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
         A new model of the same flavour.
 
     Raises:
-        ValueError: an unknown strategy name, ``scale_learning_rate`` with a learning-rate schedule, or a
-            model that ``distribute`` made already.
+        ValueError: an unknown strategy name, ``scale_learning_rate`` with a learning-rate schedule, a
+            model that ``distribute`` made already, or a Keras 3 model with a preprocessing layer.
         RuntimeError: a cluster is configured but :func:`init_distributed` was not called.
         TypeError: not a Keras model, or a subclassed model where there is something to distribute.
 
@@ -108,7 +110,11 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
             raise ValueError(f"backup_dir {backup_dir!r} is a file; give a folder for the training state (it is made if absent)")
     if lineage_of(model).distribution is not None:
         raise ValueError("this model was made by distribute already; distribute the model you built instead")
-    flavour.refuse_preprocessing(model, "distribute", "holds a lookup table made outside any strategy, which replicas cannot share")
+    if flavour.detect(model) == "keras":
+        flavour.refuse_preprocessing(
+            model, "distribute", "takes strings, and Keras 3 fails to train on strings under a tf.distribute strategy "
+            "(tensorflow/tensorflow#80951: an AddN of strings); tf_keras trains such a model distributed"
+        )
     strategy = resolve_strategy(strategy)
     replicas = strategy.num_replicas_in_sync
     learning_rate = _scaled_learning_rate(model, replicas) if scale_learning_rate else None
@@ -122,7 +128,7 @@ def distribute(model: Any, strategy: Any = "auto", *, scale_learning_rate: bool 
             f"({type(model).__qualname__}) has not; build it with the functional API (keras.Model(inputs, outputs))"
         )
     with strategy.scope():
-        copy = rebuild(model)
+        copy = rebuild(model, own_lookups=True)  # a lookup table made outside the scope fails in fit
         result = distributed_model_class(flavour.detect(model))(copy.inputs, copy.outputs, name=copy.name)  # copy's layers
         compile_like(result, copy)
         if learning_rate is not None:
