@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fastnlp.core import flavour as flavours
+from fastnlp.core.convert import convert
 from fastnlp.core.rebuild import edit_wrapped, rebuild
 from fastnlp.core.registry import Applied, NoEffect, speedup
 from fastnlp.core.validation import check_fraction
@@ -47,7 +48,7 @@ def prune_units(
     Fine-tune the result for a few hundred steps to recover quality (docs/compress.md's method card).
 
     Args:
-        model: a Sequential or functional model, Keras 3 or tf_keras (nested models are left as they are).
+        model: a Sequential or functional model, Keras 3 or tf_keras (nested models' layers are followed in their place: the result is flat).
         fraction: the share of each removable layer's units to remove, in [0, 1); ignored with ``units``.
         units: how many units to keep, by layer name (e.g. ``{"lstm": 128}``); other layers keep theirs.
         data: inputs to run the model on (an array, a list or dict of them, or a ``tf.data.Dataset`` of
@@ -78,6 +79,8 @@ def prune_units(
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     if criterion == "activation" and data is None:
         raise ValueError("criterion='activation' ranks units by their outputs on data: pass data=inputs")
+    if flavours.leaf_layers(model) != list(model.layers):  # follow units through nested models: a flat copy first
+        model = convert(model, flavours.detect(model), inline_models=True)
     plan = unit_groups(model)
     targets = _targets(plan, fraction, units)
     if not targets:

@@ -198,3 +198,22 @@ def test_a_pruned_lstm_exports_to_int8_with_the_fused_op():
     lite = LiteRTModel(to_tflite(small, "int8", representative_data=x))
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lite.ops and "WHILE" not in lite.ops
     assert lite.predict(x[:4]).shape == (4, 6, 20)
+
+
+def test_units_are_followed_into_a_nested_model(flavour):
+    k = flavours.keras_module(flavour)
+    ids = k.Input((7,), dtype="int32")
+    encoder = k.Model(ids, k.layers.LSTM(8, name="inner_lstm")(k.layers.Embedding(30, 4)(ids)), name="encoder")
+    outer = k.Input((7,), dtype="int32")
+    hidden = k.layers.Dense(6, activation="relu", name="hidden")(encoder(outer))
+    model = k.Model(outer, k.layers.Dense(2, activation="softmax", name="head")(hidden))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 30, (4, 7))
+    before = model.predict(x, verbose=0)
+
+    smaller = prune_units(model, 0.5)
+
+    assert model.predict(x, verbose=0) == pytest.approx(before)  # the input untouched
+    assert "encoder" not in [layer.name for layer in smaller.layers]  # flat: the encoder's layers in its place
+    assert (smaller.get_layer("inner_lstm").units, smaller.get_layer("hidden").units) == (4, 3)
+    assert lineage_of(smaller).units == {"inner_lstm": 4, "hidden": 3}
