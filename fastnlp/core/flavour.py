@@ -16,7 +16,7 @@ import sys
 from types import ModuleType
 from typing import Any, Literal
 
-from fastnlp.core.serializables import know_fastnlp_classes, registered_functions, share_registration
+from fastnlp.core.serializables import know_fastnlp_classes, portable_custom_objects, share_registration
 
 Flavour = Literal["keras", "tf_keras"]
 FLAVOURS: tuple[Flavour, ...] = ("keras", "tf_keras")
@@ -29,12 +29,13 @@ __all__ = [
     "check_rebuildable",
     "compile_arguments",
     "detect",
+    "has_nested_models",
     "is_layer_graph",
     "is_preprocessing",
-    "lookup_layer_copy",
     "keras_module",
     "leaf_layers",
     "load_model",
+    "lookup_layer_copy",
     "loss_scale_optimizer_class",
     "new_instance",
     "refuse_preprocessing",
@@ -110,7 +111,7 @@ def load_model(path: str, flavour: Flavour, *, safe_mode: bool = True, custom_ob
     know_fastnlp_classes(flavour)  # models may hold fastnlp's own classes, and tf_keras ones tfmot's wrappers
     options = {"safe_mode": safe_mode} if str(path).endswith(".keras") else {}  # HDF5 has no safe mode
     other = next(kind for kind in FLAVOURS if kind != flavour)  # a converted model holds functions registered there
-    custom_objects = {**registered_functions(other), **(custom_objects or {})}
+    custom_objects = {**portable_custom_objects(other), **(custom_objects or {})}
     return keras_module(flavour).models.load_model(path, custom_objects=custom_objects, **options)
 
 
@@ -210,6 +211,18 @@ def check_rebuildable(model: Any, *, whole: bool = False) -> None:
     for layer in leaf_layers(model):
         if not is_preprocessing(layer) and layer.weights:
             _check_recreatable(layer)
+
+
+def has_nested_models(model: Any) -> bool:
+    """Whether ``model`` holds a model among its layers (Keras's export recipe nests a vectorizer model, say).
+
+    Examples:
+        >>> import keras
+        >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> has_nested_models(keras.Sequential([keras.Input((3,)), inner])), has_nested_models(inner)
+        (True, False)
+    """
+    return leaf_layers(model) != list(model.layers)
 
 
 def is_layer_graph(model: Any) -> bool:

@@ -13,7 +13,10 @@ import inspect
 import sys
 from typing import Any
 
-__all__ = ["COMPRESSION_MODULE", "MODULES", "fastnlp_counterpart", "know_fastnlp_classes", "registered_functions", "share_registration", "registry"]
+__all__ = [
+    "COMPRESSION_MODULE", "MODULES", "fastnlp_counterpart", "know_fastnlp_classes", "portable_custom_objects", "registry",
+    "share_registration",
+]
 
 #: The module that registers tensorflow-model-optimization's wrappers and fastnlp's own compression
 #: objects with tf_keras; it imports tfmot, so it is imported only where a model may hold them.
@@ -68,9 +71,9 @@ def registry(flavour: str) -> Any:
     return keras.saving if flavour == "keras" else keras.utils
 
 
-def share_registration(function: Any, source: str, target: str) -> None:
-    """Register ``function`` (a user's ``standardize``, say) with ``target``'s Keras under the name ``source``'s
-    Keras knows it by, so a model of ``target`` that holds it saves under that name and loads again.
+def share_registration(obj: Any, source: str, target: str) -> None:
+    """Register ``obj`` (a user's ``standardize`` function or ``Loss`` class, say) with ``target``'s Keras under the
+    name ``source``'s Keras knows it by, so a model of ``target`` that holds it saves under that name and loads again.
 
     Examples:
         >>> import keras, tf_keras
@@ -81,13 +84,13 @@ def share_registration(function: Any, source: str, target: str) -> None:
         >>> tf_keras.utils.get_registered_object("docs>shout") is shout
         True
     """
-    name = registry(source).get_registered_name(function)
+    name = registry(source).get_registered_name(obj)
     package, _, short = name.partition(">")
     if short and registry(target).get_registered_object(name) is None:
-        registry(target).register_keras_serializable(package=package, name=short)(function)
+        registry(target).register_keras_serializable(package=package, name=short)(obj)
 
 
-def registered_functions(flavour: str) -> dict[str, Any]:
+def portable_custom_objects(flavour: str) -> dict[str, Any]:
     """The functions, losses and metrics registered with ``flavour``'s Keras, by registered name (not layers,
     which each flavour has its own of); empty when that flavour is not imported. The other flavour's loader takes
     them as custom objects: a ``standardize`` or a ``Loss`` a user registered once, for Keras 3, is found in a

@@ -78,7 +78,7 @@ def test_an_encoder_decoder_with_states_converts_both_ways(flavour, family):
             np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", ["custom_standardize_classifier", "nested_vectorizer_conv1d"])
+@pytest.mark.parametrize(("flavour", "family"), [("keras", "custom_standardize_classifier"), ("tf_keras", "nested_vectorizer_conv1d")])
 def test_a_string_model_converts_with_its_vocabulary_and_nested_models_inline(flavour, family):
     import zoo
 

@@ -178,7 +178,7 @@ def test_a_long_budget_runs_the_execution_the_probe_measured_fastest(cpu_kind, s
 def test_bf16_that_learns_less_in_equal_time_gives_way_to_the_fastest_float32_execution(step_seconds, machine, monkeypatch):
     machine.pretend(cpu_flags=AMX_CPU)
     monkeypatch.setattr(training, "tune", FakeProbe("hoisted + bf16"))
-    step_seconds(3.0)  # the race's 5% of the budget: two steps each
+    step_seconds(6.0)  # the race's 5% of the budget: one step each
     validate, scored = losses_by_precision(bf16_loss=2.1, float32_loss=2.0)
     result = train_char_lm("abc" * 2000, budget_s=training.PROBE_MIN_BUDGET_S, recipe=TINY, evaluations=1, validate=validate)
     assert scored[:2] == ["float32", "mixed_bfloat16"]

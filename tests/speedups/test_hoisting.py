@@ -146,7 +146,8 @@ def test_both_directions_of_a_bidirectional_lstm_are_hoisted(flavour, tmp_path):
     inputs = keras.Input((7,), dtype="int32")
     embedded = keras.layers.Embedding(20, 5, mask_zero=True)(inputs)
     branches = []
-    for mode in ("concat", "sum", "mul", "ave", None):
+    # every merge mode in Keras 3; two in tf_keras, whose Bidirectional traces slowly (the wrapper merges, not fastnlp)
+    for mode in ("concat", "sum", "mul", "ave", None) if flavour == "keras" else ("concat", None):
         both = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True), merge_mode=mode, name=f"both_{mode}")(embedded)
         branches.append(keras.layers.Concatenate()(both) if mode is None else both)
     branches.append(keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True), name="both_gru")(embedded))
@@ -159,7 +160,7 @@ def test_both_directions_of_a_bidirectional_lstm_are_hoisted(flavour, tmp_path):
     y = np.random.default_rng(6).normal(size=(3, 2)).astype("float32")
 
     wrappers = [layer for layer in fast.layers if layer.name.startswith("both_")]
-    assert len(wrappers) == 6 and all(is_hoisted(w.forward_layer) and is_hoisted(w.backward_layer) for w in wrappers)
+    assert len(wrappers) == (6 if flavour == "keras" else 3) and all(is_hoisted(w.forward_layer) and is_hoisted(w.backward_layer) for w in wrappers)
     for expected, got in zip(outputs_and_gradients_of(model, ids, y), outputs_and_gradients_of(fast, ids, y), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     fast.save(tmp_path / "fast.keras")

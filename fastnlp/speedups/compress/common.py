@@ -28,9 +28,8 @@ def tf_keras_copy(model: Any, transform: str) -> Any:
             f"{transform} re-creates the model in tf_keras, outside its tf.distribute strategy: apply {transform} "
             f"first and fastnlp.distribute after it (build_lstm and speedups=[...] use that order)"
         )
-    nested = flavours.leaf_layers(model) != list(model.layers)  # tfmot wraps top-level layers: nested models are inlined
-    if flavours.detect(model) == "tf_keras":
-        return convert(model, "tf_keras", inline_models=True) if nested else rebuild(model)
+    if flavours.detect(model) == "tf_keras":  # tfmot wraps top-level layers: nested models' layers are inlined
+        return convert(model, "tf_keras", inline_models=True) if flavours.has_nested_models(model) else rebuild(model)
     notices.warn(
         f"{transform}: the result is a tf_keras model: tensorflow-model-optimization wraps only tf_keras "
         f"layers. Train it with fit as usual; fastnlp.strip_pruning(..., to='keras') and fastnlp.to_tflite "

@@ -79,7 +79,7 @@ def prune_units(
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     if criterion == "activation" and data is None:
         raise ValueError("criterion='activation' ranks units by their outputs on data: pass data=inputs")
-    if flavours.leaf_layers(model) != list(model.layers):  # follow units through nested models: a flat copy first
+    if flavours.has_nested_models(model):  # follow units through nested models: a flat copy first
         model = convert(model, flavours.detect(model), inline_models=True)
     plan = unit_groups(model)
     targets = _targets(plan, fraction, units)

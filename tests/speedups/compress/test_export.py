@@ -270,7 +270,7 @@ def _right_padded_ids(rows: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("quantization", [None, "int8"])
+@pytest.mark.parametrize(("flavour", "quantization"), [("keras", None), ("tf_keras", "int8")])  # int8 runs a process
 def test_a_masked_stack_over_right_padding_exports_fused_with_the_same_outputs(flavour, quantization):
     k = flavours.keras_module(flavour)
     model = k.Sequential([

@@ -111,7 +111,7 @@ def test_a_bidirectional_and_a_time_distributed_layer_are_pruned_and_stripped_ba
     np.testing.assert_allclose(plain.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["custom_standardize_classifier", "nested_vectorizer_conv1d"])
+@pytest.mark.parametrize(("flavour", "family"), [("keras", "custom_standardize_classifier"), ("tf_keras", "nested_vectorizer_conv1d")])
 def test_a_string_model_is_pruned_around_its_vectorizer_and_stripped_back(flavour, family):
     import zoo
 
