@@ -285,12 +285,14 @@ def new_instance(model: Any) -> Any:
 
 def refuse_preprocessing(model: Any, transform: str, why: str) -> None:
     """``ValueError`` naming the first preprocessing layer of ``model`` (``why``: what ``transform`` cannot do
-    with it), and the route: vectorize in the input pipeline, apply ``transform`` to the model that takes ids."""
+    with it), and the route: vectorize in the input pipeline, apply ``transform`` to the model that takes ids
+    (``split_preprocessing`` makes both)."""
     for layer in leaf_layers(model):
         if is_preprocessing(layer):
             raise ValueError(
                 f"{transform}: layer {layer.name!r} ({type(layer).__name__}) {why}; vectorize in the tf.data pipeline "
-                f"(dataset.map(vectorizer)) and apply {transform} to the model that takes the ids"
+                f"(dataset.map(vectorizer)) and apply {transform} to the model that takes the ids "
+                f"(vectorizer, model = fastnlp.split_preprocessing(model) cuts it there)"
             )
 
 

@@ -273,3 +273,14 @@ def test_sigterm_to_the_launcher_stops_its_workers(tmp_path):
     for pid in pids:
         with pytest.raises(ProcessLookupError):  # they used to live on, holding their ports
             os.kill(pid, 0)
+
+
+def test_a_keras3_string_model_is_refused_and_a_tf_keras_one_gets_its_own_vectorizer():
+    import zoo
+
+    with pytest.raises(ValueError, match=r"layer 'text_vectorization.*' \(TextVectorization\) takes strings.*80951"):
+        fastnlp.distribute(zoo.build("string_lstm_classifier", "keras").model, strategy="mirrored")
+    original = zoo.build("string_lstm_classifier", "tf_keras").model
+    copy = fastnlp.distribute(original, strategy="mirrored")
+    (vectorizer,) = [layer for layer in copy.layers if type(layer).__name__ == "TextVectorization"]
+    assert vectorizer is not original.layers[1] and vectorizer.get_vocabulary() == original.layers[1].get_vocabulary()

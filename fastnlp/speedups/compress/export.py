@@ -121,7 +121,7 @@ def to_tflite(
             raise ValueError(f"path {path!r}: its folder does not exist (the conversion would be lost after the work)")
     flavours.check_rebuildable(model)  # a subclassed model is refused by name (it failed on model.inputs)
     flavours.refuse_preprocessing(
-        model, "to_tflite", "holds a lookup table, which is not a TFLite op (split_preprocessing(model) cuts the model there)"
+        model, "to_tflite", "holds a lookup table, which is not a TFLite op"
     )
     if quantization == "int8" and len(model.inputs) != 1:
         raise ValueError(

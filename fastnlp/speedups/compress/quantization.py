@@ -85,7 +85,7 @@ def quantize(model: Any) -> Applied:
 
     flavours.refuse_preprocessing(
         model, "quantize", "holds a lookup table, which no file of a quantization-aware model can hold (.h5 cannot, and "
-        "tfmot's layers do not reload from .keras or a SavedModel); split_preprocessing(model) gives that model"
+        "tfmot's layers do not reload from .keras or a SavedModel)"
     )
     check_layers(model, QUANTIZABLE_LAYERS, "quantize")
     check_wrapped_layers(model, "quantize")
