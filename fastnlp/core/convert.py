@@ -11,7 +11,7 @@ from typing import Any
 from fastnlp.core import flavour as flavours
 from fastnlp.core.serializables import fastnlp_counterpart, share_registration
 from fastnlp.core.lineage import carry_lineage
-from fastnlp.core.rebuild import compile_like, rebuild
+from fastnlp.core.rebuild import compile_like, rebuild, recreated_layer
 
 __all__ = ["convert", "reassemble"]
 
@@ -42,7 +42,7 @@ def convert(model: Any, to: flavours.Flavour, *, inline_models: bool = False):
 
     def counterpart(layer: Any) -> Any:
         if source == to:
-            return layer if flavours.shared_as_is(layer) else type(layer).from_config(layer.get_config())
+            return layer if flavours.shared_as_is(layer) else recreated_layer(layer)
         cls = getattr(target.layers, type(layer).__name__, None) or fastnlp_counterpart(layer, to)
         if cls is None:
             raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) has no {to} counterpart")

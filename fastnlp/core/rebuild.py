@@ -29,7 +29,7 @@ from fastnlp.core.flavour import (
 )
 from fastnlp.core.lineage import carry_lineage
 
-__all__ = ["ConfigEdit", "LayerClass", "compile_like", "edit_wrapped", "rebuild", "wrapped_layers"]
+__all__ = ["ConfigEdit", "LayerClass", "compile_like", "edit_wrapped", "rebuild", "recreated_layer", "wrapped_layers"]
 
 #: compile arguments passed to the copy as the user gave them (see :func:`compile_like`)
 _STATELESS_ARGUMENTS = frozenset({"loss", "loss_weights"})
@@ -181,13 +181,25 @@ def _clone(model: Any, edit: ConfigEdit | None, keras: ModuleType, layer_class: 
         editable = isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer)
         if edit is not None and editable:  # Keras 3 graphs also hold plain operations (e.g. a mask's not_equal)
             config = edit(layer, config, id(layer) in output_layers)
-        if hasattr(layer, "use_cudnn") and "use_cudnn" not in config:  # Keras 3 RNNs keep it out of get_config
-            config = {**config, "use_cudnn": layer.use_cudnn}
-        cls = (layer_class(layer) if layer_class is not None else None) or layer.__class__
-        return cls.from_config(config)
+        return recreated_layer(layer, config, layer_class(layer) if layer_class is not None else None)
 
     with _uncompiled(model):
         return keras.models.clone_model(model, clone_function=clone_layer)
+
+
+def recreated_layer(layer: Any, config: dict | None = None, cls: type | None = None) -> Any:
+    """A new, unbuilt layer of class ``cls`` (default: ``layer``'s) from ``config`` (default: ``layer``'s), keeping
+    what ``get_config`` leaves out (a Keras 3 RNN's ``use_cudnn``); its weights are the caller's to copy.
+
+    Examples:
+        >>> import keras
+        >>> recreated_layer(keras.layers.LSTM(3, use_cudnn=False)).use_cudnn
+        False
+    """
+    config = layer.get_config() if config is None else config
+    if hasattr(layer, "use_cudnn") and "use_cudnn" not in config:  # Keras 3 RNNs keep it out of get_config
+        config = {**config, "use_cudnn": layer.use_cudnn}
+    return (cls or type(layer)).from_config(config)
 
 
 @contextlib.contextmanager

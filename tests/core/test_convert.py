@@ -134,3 +134,13 @@ def test_the_users_own_loss_object_is_kept_and_the_converted_file_loads(tmp_path
     loaded = flavours.load_model(path, "tf_keras")
     assert type(loaded.loss) is type(example.model.loss)
     np.testing.assert_allclose(zoo.outputs(loaded, example.x)[0], zoo.outputs(there, example.x)[0], atol=1e-6)
+
+
+def test_an_inlined_copy_keeps_what_a_layers_config_leaves_out():
+    import keras
+
+    ids = keras.Input((5,), dtype="int32")
+    inner = keras.Model(ids, keras.layers.LSTM(3, use_cudnn=False, name="no_cudnn")(keras.layers.Embedding(9, 2)(ids)))
+    outer = keras.Input((5,), dtype="int32")
+    flat = convert(keras.Model(outer, inner(outer)), "keras", inline_models=True)
+    assert flat.get_layer("no_cudnn").use_cudnn is False  # Keras 3 keeps use_cudnn out of get_config

@@ -20,6 +20,7 @@ from fastnlp.core import flavour as flavours
 from fastnlp.core import notices
 from fastnlp.core.convert import convert, reassemble
 from fastnlp.core.notices import SpeedupWarning
+from fastnlp.core.rebuild import recreated_layer
 from fastnlp.core.recurrent import makes_mask, recurrent_layers
 from fastnlp.core.validation import check_positive_int, checked_path
 from fastnlp.speedups.compress.common import value_named_like
@@ -133,8 +134,8 @@ def to_tflite(
     _check_stateless(model)
     plain = stock_recurrent_layers(model)  # the converter fuses only the stock LSTM class
     exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
-    if right_padded:
-        from fastnlp.speedups.compress.right_padding import unmasked_for_right_padding  # tf_keras's layer class
+    if right_padded:  # imported here: the module defines a tf_keras layer class
+        from fastnlp.speedups.compress.right_padding import check_right_padded, unmasked_for_right_padding
 
         exported = unmasked_for_right_padding(exported)
     if quantization == "int8":
@@ -151,8 +152,6 @@ def to_tflite(
         (signature,) = signatures  # int8 exports one input (checked above)
         samples = list(_samples(representative_data, batch_size, calibration_samples, signature.dtype.name, tuple(signature.shape[1:])))
         if right_padded:
-            from fastnlp.speedups.compress.right_padding import check_right_padded
-
             check_right_padded(np.concatenate(samples))
         content = flatbuffer_apart(exported, signatures, output_names, samples)
     else:
@@ -196,16 +195,13 @@ def _widen_narrow_lstm_inputs(model: Any) -> Any:
     if not features:
         return model
 
-    def same_layer(layer: Any) -> Any:
-        return type(layer).from_config(layer.get_config())
-
     def widen(layer: Any, inputs: Any) -> Any:
         if layer.name not in features:
             return inputs
         extra = features[layer.name] - int(inputs.shape[-1])
         return keras.layers.Lambda(lambda x: tf.pad(x, [[0, 0], [0, 0], [0, extra]]), name=f"{layer.name}_widened")(inputs)
 
-    widened, pairs = reassemble(model, keras, same_layer, widen)
+    widened, pairs = reassemble(model, keras, recreated_layer, widen)
     for layer, new in pairs:
         weights = layer.get_weights()
         if layer.name in features:

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from fastnlp.core import flavour as flavours
+from fastnlp.core import notices
 from fastnlp.core.convert import convert
 from fastnlp.core.lineage import lineage_of
-from fastnlp.core import notices
 from fastnlp.core.notices import SpeedupWarning, warn_no_effect
 from fastnlp.core.rebuild import compile_like, rebuild, wrapped_layers
 from fastnlp.core.registry import Applied, finishing_step, speedup

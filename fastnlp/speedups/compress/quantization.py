@@ -67,7 +67,8 @@ def quantize(model: Any) -> Applied:
     Raises:
         TypeError: not a Keras model, a subclassed model, or a layer of another class (named).
         ValueError: ``model`` is not compiled, has a non-float32 layer, a preprocessing layer (quantize the
-            numeric model ``split_preprocessing`` gives), or an LSTM/GRU that takes or returns states (tfmot's wrapper handles one input and one output; the layer is named).
+            numeric model ``split_preprocessing`` gives), or an LSTM/GRU that takes or returns states (tfmot's
+            wrapper handles one input and one output; the layer is named).
 
     Examples:
         >>> import numpy as np

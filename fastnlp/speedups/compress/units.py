@@ -48,7 +48,8 @@ def prune_units(
     Fine-tune the result for a few hundred steps to recover quality (docs/compress.md's method card).
 
     Args:
-        model: a Sequential or functional model, Keras 3 or tf_keras (nested models' layers are followed in their place: the result is flat).
+        model: a Sequential or functional model, Keras 3 or tf_keras (nested models' layers are followed in their
+            place: the result is flat).
         fraction: the share of each removable layer's units to remove, in [0, 1); ignored with ``units``.
         units: how many units to keep, by layer name (e.g. ``{"lstm": 128}``); other layers keep theirs.
         data: inputs to run the model on (an array, a list or dict of them, or a ``tf.data.Dataset`` of
