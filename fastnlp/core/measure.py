@@ -47,7 +47,7 @@ class PeakMemory:
         self._process = psutil.Process()
         self._interval = interval_s
         self._stop = threading.Event()
-        self.start_bytes = self.peak_bytes = 0
+        self.start_bytes = self.peak_bytes = self.gpu_start_bytes = 0
 
     def __enter__(self) -> PeakMemory:
         self._gpu = hardware.gpu_in_use()
@@ -55,6 +55,7 @@ class PeakMemory:
             import tensorflow as tf
 
             tf.config.experimental.reset_memory_stats(self._gpu)
+            self.gpu_start_bytes = tf.config.experimental.get_memory_info(self._gpu)["current"]
         self.start_bytes = self.peak_bytes = self._process.memory_info().rss
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -83,6 +84,16 @@ class PeakMemory:
     def device_peak_mb(self) -> float:
         """Peak allocation of the first GPU where there is one, else :attr:`peak_mb`, MB."""
         return self.gpu_peak_bytes / 2**20 if self.gpu_peak_bytes is not None else self.peak_mb
+
+    @property
+    def device_start_mb(self) -> float:
+        """What the first GPU held on entry where there is one, else this process's resident memory on entry, MB."""
+        return (self.gpu_start_bytes if self._gpu is not None else self.start_bytes) / 2**20
+
+    @property
+    def device_increase_mb(self) -> float:
+        """:attr:`device_peak_mb` above :attr:`device_start_mb`: what the work inside added at its peak, MB."""
+        return self.device_peak_mb - self.device_start_mb
 
     @property
     def peak_increase_mb(self) -> float:

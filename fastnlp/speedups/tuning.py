@@ -6,6 +6,11 @@ candidate (a copy of the model with some registered speedups applied), times the
 (graph tracing and XLA compilation excluded), and returns the fastest as a fresh copy of the input
 model, with the table of what it measured. The input is measured too, and a candidate must beat it
 by a margin (``min_gain``, 3%) to be chosen, so noise does not pick a configuration that is slower.
+
+Candidates are timed as the guide says to compare on a noisy machine: together, in alternating
+rounds, each round's rate divided by the input's rate in the same round, and the median of those
+ratios. A stretch when the machine is slow then falls on every candidate of that round alike, instead
+of on whichever candidate happened to be running.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import numbers
+import statistics
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -61,6 +68,7 @@ class Measurement:
     peak_memory_mb: float | None = None  # the GPU's peak, or (CPU) the process's peak resident memory during the run
     within_budget: bool = True  # False: it needed more memory than tune's memory_budget_mb
     fast_paths: str = ""  # what was actually in effect: dtype policy, XLA, steps per execution, cuDNN layers
+    vs_input: float | None = None  # the median of its rates over the input's, round by round (the input: 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,13 +81,12 @@ class TuneResult:
     batch_size: int  # the batch size to train with (the dataset's own unless a larger one won)
 
     def __str__(self) -> str:
-        baseline = self.measurements[0].samples_per_s
         rows = []
         for m in self.measurements:
             rows.append([
                 m.name + (" <- chosen" if m.name == self.best else ""),
                 "-" if m.samples_per_s is None else f"{m.samples_per_s:.1f}",
-                "-" if m.samples_per_s is None or not baseline else f"{m.samples_per_s / baseline:.2f}x",
+                "-" if m.vs_input is None else f"{m.vs_input:.2f}x",
                 str(m.batch_size or "-"),
                 "-" if m.peak_memory_mb is None else f"{m.peak_memory_mb:.0f}",
                 m.fast_paths,
@@ -118,6 +125,7 @@ def tune(
     *,
     steps: int = 20,
     warmup_steps: int = 3,
+    rounds: int = 3,
     time_budget_s: float = 300.0,
     combine: bool = True,
     min_gain: float = 0.03,
@@ -132,8 +140,10 @@ def tune(
         candidates: ``(name, speedups)`` pairs, speedups as ``build_lstm`` takes them; by default
             :func:`default_candidates`.
         steps: timed training steps per candidate, after ``warmup_steps`` untimed ones (tracing and
-            compilation happen there).
+            compilation happen there), split over ``rounds`` (each round two executions at least).
         warmup_steps: untimed training steps per candidate before the timed ones.
+        rounds: how many times the candidates measured together (and the input with them) take
+            turns; each candidate's figure is the median over the rounds of its rate over the input's.
         time_budget_s: stop trying candidates after this many seconds (those left are reported as
             not measured).
         combine: also combine the candidates that beat the input: every pair of them, then each other
@@ -144,14 +154,15 @@ def tune(
             them fairly); a winning batch size is combined with the winning speedups. A larger batch takes
             fewer, bigger steps per epoch: scale the learning rate with it (linearly, to start).
         memory_budget_mb: a candidate whose peak memory exceeds this is measured but not chosen.
-            Peak memory is the GPU's peak allocation where there is a GPU, otherwise the process's
-            peak resident memory during the candidate's run.
+            A candidate's peak memory is what the process held when ``tune`` began plus what its
+            warm-up added at its peak: GPU allocations where there is a GPU, otherwise resident memory.
 
     Returns:
         A :class:`TuneResult`: ``model`` is a fresh copy of the input with the fastest speedups
         applied (or an unchanged copy when nothing beat the input), ``batch_size`` the batch to
-        train it with, ``measurements`` the table, with the fast paths each candidate actually had
-        in effect (compute dtype, XLA, steps per execution, how many LSTM/GRU layers can take cuDNN).
+        train it with, ``measurements`` the table: each candidate's median samples/s, its median
+        ratio to the input round by round (what decides), and the fast paths it actually had in
+        effect (compute dtype, XLA, steps per execution, how many LSTM/GRU layers can take cuDNN).
 
     Raises:
         ValueError: an uncompiled model, an empty dataset, a non-positive count or batch size,
@@ -170,7 +181,7 @@ def tune(
     """
     flavour.check_rebuildable(model)
     flavour.require_compiled(model, "tune trains the model")
-    check_positive_int(steps=steps, warmup_steps=warmup_steps)
+    check_positive_int(steps=steps, warmup_steps=warmup_steps, rounds=rounds)
     check_non_negative_number(time_budget_s=time_budget_s, min_gain=min_gain)
     check_bool(combine=combine)
     batch_sizes = checked_list("batch_sizes", batch_sizes, numbers.Integral, "a list of positive integers")
@@ -183,51 +194,33 @@ def tune(
         catalog.plan(candidate.speedups)  # unknown or impossible combinations fail now, not after minutes of tuning
     input_batch = _batch_size(dataset)
     tried += [Candidate(f"batch_size={size}", (), size) for size in sorted(set(batch_sizes) - {input_batch})]
-    deadline = time.perf_counter() + time_budget_s
-
-    def measure(candidate: Candidate) -> Measurement:
-        size = candidate.batch_size or input_batch
-        data = (dataset if size == input_batch else dataset.unbatch().batch(size, drop_remainder=True)).repeat()
-        measured = _measure(candidate.name, model, list(candidate.speedups), data=data, steps=steps, warmup_steps=warmup_steps, batch_size=size)
-        over = memory_budget_mb is not None and (measured.peak_memory_mb or 0) > memory_budget_mb
-        note = f"over the memory budget ({measured.peak_memory_mb:.0f} MB > {memory_budget_mb:.0f} MB)" if over else measured.note
-        return dataclasses.replace(measured, batch_size=size, within_budget=not over, note=note)
-
-    baseline = measure(Candidate("input", ()))
-    if baseline.samples_per_s is None:  # nothing can be compared with it, and every candidate would fail alike
-        raise ValueError(
-            f"tune: the input model cannot train on dataset ({baseline.note}); check that dataset yields "
-            f"batches of (inputs, labels) the model accepts"
-        )
-    measured: dict[Candidate, Measurement] = {}
-    for candidate in tried:
-        if time.perf_counter() > deadline:
-            measured[candidate] = Measurement(candidate.name, None, "skipped: time budget spent", candidate.batch_size or input_batch)
-            continue
-        measured[candidate] = measure(candidate)
-    beats = functools.partial(_beats, baseline=baseline, min_gain=min_gain)
-    winners = [candidate for candidate, m in measured.items() if beats(m)]
+    timing = _Rounds(
+        model, dataset, input_batch, steps=steps, warmup_steps=warmup_steps, rounds=rounds,
+        deadline=time.perf_counter() + time_budget_s, memory_budget_mb=memory_budget_mb,
+    )
+    measured = timing.measure(tried)
+    winners = [candidate for candidate, m in measured.items() if _beats(m, timing.baseline(), min_gain)]
     if combine and len(winners) > 1:
-        ranked = sorted(winners, key=lambda candidate: measured[candidate].samples_per_s, reverse=True)
+        ranked = sorted(winners, key=lambda candidate: measured[candidate].vs_input, reverse=True)
         current = ranked[0]
         pairs = [_combined(a, b) for a, b in itertools.combinations(ranked, 2)]  # every pair: one noisy rank decides nothing
-        for pair in filter(None, pairs):
-            if time.perf_counter() <= deadline:
-                measured[pair] = measure(pair)
-                if _beats(measured[pair], measured[current], min_gain):
-                    current = pair
+        for pair, m in timing.measure(list(filter(None, pairs))).items():
+            measured[pair] = m
+            if _beats(m, measured[current], min_gain):
+                current = pair
         for other in ranked:  # then each other winner on top, kept only where it helps
             extended = _combined(current, other) if other.name not in current.name.split(" + ") else None
-            if extended is not None and extended not in measured and time.perf_counter() <= deadline:
-                measured[extended] = measure(extended)
+            if extended is not None and extended not in measured and not timing.spent():
+                measured[extended] = timing.measure([extended])[extended]
                 if _beats(measured[extended], measured[current], min_gain):
                     current = extended
+    baseline = timing.baseline()
     measurements = (baseline, *measured.values())
     within = [m for m in measurements if m.within_budget]
     if not within:
         raise ValueError(f"tune: every configuration, the input included, went over memory_budget_mb={memory_budget_mb}")
-    best = max(within, key=lambda m: m.samples_per_s or 0.0)
-    if best is baseline or not beats(best):
+    best = max(within, key=lambda m: m.vs_input or 0.0)
+    if best is baseline or not _beats(best, baseline, min_gain):
         return TuneResult(rebuild(model), "input", measurements, input_batch)
     winner = next(candidate for candidate, m in measured.items() if m is best)
     return TuneResult(_apply(model, winner.speedups), best.name, measurements, winner.batch_size or input_batch)
@@ -256,10 +249,11 @@ def _batch_size(dataset: Any) -> int:
     return int(tf.nest.flatten(inputs)[0].shape[0])
 
 
-def _beats(measurement: Measurement, baseline: Measurement, min_gain: float) -> bool:
-    if not (measurement.samples_per_s and baseline.samples_per_s and measurement.within_budget):
+def _beats(measurement: Measurement, reference: Measurement, min_gain: float) -> bool:
+    """Whether ``measurement`` is faster than ``reference`` by more than ``min_gain``, both against the input."""
+    if not (measurement.vs_input and reference.vs_input and measurement.within_budget):
         return False
-    return measurement.samples_per_s > baseline.samples_per_s * (1 + min_gain)
+    return measurement.vs_input > reference.vs_input * (1 + min_gain)
 
 
 def _combined(first: Candidate, second: Candidate) -> Candidate | None:
@@ -289,14 +283,118 @@ def _apply(model: Any, speedups: Iterable[Any]) -> Any:
     return result
 
 
-def _measure(name: str, model: Any, speedups: list, data: Any, steps: int, warmup_steps: int, batch_size: int) -> Measurement:
-    try:
-        candidate = _apply(model, speedups)
-        clock = step_clock(candidate, batch_size)
+class _Trial:
+    """One candidate: a copy of the model with its speedups, traced in a warm-up fit, then trained in timed spells."""
+
+    def __init__(self, candidate: Candidate, model: Any, data: Any, warmup_steps: int, batch_size: int) -> None:
+        self.data = data
+        self.model = _apply(model, candidate.speedups)
+        self.clock = step_clock(self.model, batch_size)
         with PeakMemory() as memory:
-            candidate.fit(data, steps_per_epoch=warmup_steps + steps, epochs=1, callbacks=[clock], shuffle=False, verbose=0)
-    except Exception as error:  # a candidate that cannot run here is a result, not a crash
-        return Measurement(name, None, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}", batch_size)
-    rate = clock.samples_per_second(warmup_steps)
-    note = "" if rate else "too few timed steps: raise steps"
-    return Measurement(name, rate, note, batch_size, memory.device_peak_mb, fast_paths=fast_paths(candidate))
+            self._fit(warmup_steps)
+        self.added_memory_mb = memory.device_increase_mb
+        self.steps_per_execution = int((self.model.get_compile_config() or {}).get("steps_per_execution") or 1)
+        self.fast_paths = fast_paths(self.model)
+
+    def spell(self, steps: int) -> float | None:
+        """Train about ``steps`` steps (whole executions, two at least); the median samples/s between batch ends."""
+        done = int(self.model.optimizer.iterations.numpy())
+        self._fit(self.steps_per_execution * max(2, math.ceil(steps / self.steps_per_execution)))
+        return self.clock.samples_per_second(done)
+
+    def _fit(self, steps: int) -> None:
+        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, callbacks=[self.clock], shuffle=False, verbose=0)
+
+
+class _Rounds:
+    """Times candidates together with the input, in alternating rounds: each candidate's rate over the
+    input's in the same round, and the median of those ratios (the input's trial is kept for every group)."""
+
+    def __init__(
+        self, model: Any, dataset: Any, input_batch: int, *, steps: int, warmup_steps: int, rounds: int,
+        deadline: float, memory_budget_mb: float | None,
+    ) -> None:
+        self.model, self.dataset, self.input_batch = model, dataset, input_batch
+        self.spell_steps, self.warmup_steps, self.rounds = math.ceil(steps / rounds), warmup_steps, rounds
+        self.deadline, self.memory_budget_mb = deadline, memory_budget_mb
+        with PeakMemory() as now:  # what the process holds before any candidate: each adds its own to this
+            pass
+        self.held_mb = now.device_start_mb
+        self.input_rates: list[float] = []
+        started = self._start(Candidate("input"))
+        if isinstance(started, Measurement):  # nothing can be compared with it, and every candidate would fail alike
+            raise ValueError(
+                f"tune: the input model cannot train on dataset ({started.note}); check that dataset yields "
+                f"batches of (inputs, labels) the model accepts"
+            )
+        self.input = started
+
+    def spent(self) -> bool:
+        return time.perf_counter() > self.deadline
+
+    def measure(self, candidates: list[Candidate]) -> dict[Candidate, Measurement]:
+        """Each of ``candidates`` measured in alternating rounds with the input (skipped once the time budget is spent)."""
+        results: dict[Candidate, Measurement] = {}
+        trials: dict[Candidate, _Trial] = {}
+        for candidate in candidates:
+            if self.spent():
+                results[candidate] = Measurement(candidate.name, None, "skipped: time budget spent", self._batch(candidate))
+                continue
+            started = self._start(candidate)
+            if isinstance(started, Measurement):
+                results[candidate] = started
+            else:
+                trials[candidate] = started
+        rates: dict[Candidate, list[float]] = {candidate: [] for candidate in trials}
+        ratios: dict[Candidate, list[float]] = {candidate: [] for candidate in trials}
+        for round_ in range(self.rounds):
+            if round_ and self.spent():
+                break
+            reference = self.input.spell(self.spell_steps)
+            if reference:
+                self.input_rates.append(reference)
+            for candidate, trial in list(trials.items()):
+                try:
+                    rate = trial.spell(self.spell_steps)
+                except Exception as error:  # a candidate that cannot run is a result, not a crash
+                    results[candidate] = _failed(candidate.name, error, self._batch(candidate))
+                    del trials[candidate]
+                    continue
+                if rate:
+                    rates[candidate].append(rate)
+                    if reference:
+                        ratios[candidate].append(rate / reference)
+        for candidate, trial in trials.items():
+            results[candidate] = self._measurement(candidate.name, trial, rates[candidate], ratios[candidate])
+        return {candidate: results[candidate] for candidate in candidates}
+
+    def baseline(self) -> Measurement:
+        """The input's measurement: its median rate over every round so far (1.0 against itself)."""
+        return self._measurement("input", self.input, self.input_rates, [1.0] if self.input_rates else [])
+
+    def _batch(self, candidate: Candidate) -> int:
+        return candidate.batch_size or self.input_batch
+
+    def _start(self, candidate: Candidate) -> _Trial | Measurement:
+        size = self._batch(candidate)
+        data = (self.dataset if size == self.input_batch else self.dataset.unbatch().batch(size, drop_remainder=True)).repeat()
+        try:
+            return _Trial(candidate, self.model, data, self.warmup_steps, size)
+        except Exception as error:  # a candidate that cannot run is a result, not a crash
+            return _failed(candidate.name, error, size)
+
+    def _measurement(self, name: str, trial: _Trial, rates: list[float], ratios: list[float]) -> Measurement:
+        size = trial.clock.batch_size
+        peak = self.held_mb + trial.added_memory_mb
+        over = self.memory_budget_mb is not None and peak > self.memory_budget_mb
+        note = "" if rates else "too few timed steps: raise steps"
+        if over:
+            note = f"over the memory budget ({peak:.0f} MB > {self.memory_budget_mb:.0f} MB)"
+        return Measurement(
+            name, statistics.median(rates) if rates else None, note, size, peak, within_budget=not over,
+            fast_paths=trial.fast_paths, vs_input=statistics.median(ratios) if ratios else None,
+        )
+
+
+def _failed(name: str, error: Exception, batch_size: int) -> Measurement:
+    return Measurement(name, None, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}", batch_size)

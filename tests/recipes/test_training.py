@@ -143,7 +143,8 @@ class FakeProbe:
         self.asked.append([name for name, _ in candidates])
         rates = {"input": 100.0, "hoisted": 90.0, "bf16": 120.0, "hoisted + bf16": 130.0}
         names = ["input"] + [name for name, _ in candidates]
-        return types.SimpleNamespace(best=self.best, measurements=[Measurement(name, rates[name]) for name in names])
+        measurements = [Measurement(name, rates[name], vs_input=rates[name] / rates["input"]) for name in names]
+        return types.SimpleNamespace(best=self.best, measurements=measurements)
 
 
 def losses_by_precision(bf16_loss, float32_loss):

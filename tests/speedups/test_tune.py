@@ -1,6 +1,7 @@
 """tune: picks the fastest measured configuration, never one slower than the input, within a budget."""
 
 import functools
+import types
 
 import numpy as np
 import pytest
@@ -42,17 +43,46 @@ def test_tune_measures_real_training_and_leaves_the_input_untouched(flavour):
     ]  # what was in effect, read from the trained candidates
 
 
+class FakeTrial:
+    """Stands in for a candidate's trial: each timed spell answers its rate from ``table`` (name -> samples/s, or
+    (samples/s, MB its warm-up adds)), times the machine's speed at that spell, and is logged in ``spells``."""
+
+    table: dict = {}
+    spells: list = []
+    speed = staticmethod(lambda spell: 1.0)
+
+    def __init__(self, candidate, model, data, warmup_steps, batch_size):
+        entry = self.table[candidate.name]
+        self.name = candidate.name
+        self.rate, self.added_memory_mb = entry if isinstance(entry, tuple) else (entry, 100.0)
+        self.clock = types.SimpleNamespace(batch_size=batch_size)
+        self.fast_paths = ""
+
+    def spell(self, steps):
+        self.spells.append(self.name)
+        return None if self.rate is None else self.rate * self.speed(len(self.spells) - 1)
+
+
+class NothingHeld:
+    """Stands in for PeakMemory where tune reads what the process holds: nothing, so budgets read exactly."""
+
+    device_start_mb = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
 @pytest.fixture
 def rates(monkeypatch):
-    """Stand-in measurements: candidate name -> samples/s."""
-    table = {}
-
-    def measure(name, model, speedups, **kwargs):
-        rate, memory = table[name] if isinstance(table[name], tuple) else (table[name], 100.0)
-        return Measurement(name, rate, batch_size=kwargs["batch_size"], peak_memory_mb=memory)
-
-    monkeypatch.setattr(tune_module, "_measure", measure)
-    return table
+    """Stand-in measurements: candidate name -> samples/s (see FakeTrial)."""
+    monkeypatch.setattr(FakeTrial, "table", {})
+    monkeypatch.setattr(FakeTrial, "spells", [])
+    monkeypatch.setattr(tune_module, "_Trial", FakeTrial)
+    monkeypatch.setattr(tune_module, "PeakMemory", NothingHeld)
+    return FakeTrial.table
 
 
 def test_the_fastest_candidate_wins_and_winners_are_combined(rates):
@@ -94,12 +124,25 @@ def test_the_time_budget_is_respected(rates):
 
 
 def test_a_candidate_that_cannot_run_is_reported_not_raised():
-    def not_registered(model):
-        return model
+    odd = ("odd", [functools.partial(enable_mixed_precision, policy="mixed_float17")])  # fails when applied
+    result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [odd], steps=2, warmup_steps=1)
 
-    measured = tune_module._measure("odd", build_lstm(20, units=8, num_layers=1), [not_registered],
-                                    data=char_lm_data().repeat(), steps=2, warmup_steps=1, batch_size=8)
-    assert measured.samples_per_s is None and measured.note.startswith("failed: TypeError")
+    measured = result.measurements[1]
+    assert measured.samples_per_s is None and measured.note.startswith("failed: ValueError") and result.best == "input"
+
+
+def test_candidates_take_turns_with_the_input_and_a_slow_stretch_decides_nothing(rates, monkeypatch):
+    rates.update({"input": 100.0, "steps_per_execution=4": 130.0, "mixed_bfloat16": 120.0})
+    # The machine runs at half speed for spells 1-3: steps_per_execution=4's and mixed_bfloat16's first spells,
+    # then the input's second. Timed one after another, the first candidate would have measured 0.65x.
+    monkeypatch.setattr(FakeTrial, "speed", staticmethod(lambda spell: 0.5 if 1 <= spell <= 3 else 1.0))
+
+    result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), [SPE4, BF16], combine=False, rounds=3)
+
+    assert FakeTrial.spells == ["input", "steps_per_execution=4", "mixed_bfloat16"] * 3
+    assert result.best == "steps_per_execution=4"
+    assert [round(m.vs_input, 2) for m in result.measurements] == [1.0, 1.3, 1.2]  # medians of the round-by-round ratios
+    assert "1.30x" in str(result)
 
 
 def test_bad_input_raises_before_any_training(flavour):
