@@ -1,4 +1,5 @@
 """Every registered transform on every zoo model: it works, keeping its contract, or refuses up front, clearly.
+``tune`` and ``cudnn_report`` take every zoo model too.
 
 Works: the input is untouched, the result computes what the input did (within the transform's
 tolerance), fits two steps, and saves and loads with its lineage. Refuses: a ``TypeError`` or
@@ -153,3 +154,43 @@ def test_a_transform_works_on_the_zoo_model_or_refuses_up_front(transform, famil
     no_effect = [str(w.message) for w in caught if issubclass(w.category, NoEffectWarning)]
     assert bool(no_effect) == entry.endswith(": no effect")  # said, and recorded, alike
     record(transform, family, flavour, "no effect" if no_effect else "works", no_effect[0] if no_effect else entry)
+
+
+def zoo_dataset(example):
+    """The zoo model's batch as a ``tf.data.Dataset`` of two batches (lists of inputs or labels as tuples)."""
+    import tensorflow as tf
+
+    def as_structure(value):
+        return tuple(value) if isinstance(value, list) else value
+
+    return tf.data.Dataset.from_tensor_slices((as_structure(example.x), as_structure(example.y))).batch(zoo.BATCH // 2)
+
+
+#: by default each family once, the flavours alternating (Keras 3 for the families slow to trace in tf_keras)
+TUNE_CASES = [
+    (family, flavour)
+    for j, family in enumerate(zoo.FAMILIES)
+    for flavour in zoo.FAMILIES[family][1]
+    if FULL or family not in COVERED_BY_A_TWIN and (
+        flavour == ("keras" if family in SLOW_IN_TF_KERAS else flavours.FLAVOURS[j % 2]) or len(zoo.FAMILIES[family][1]) == 1
+    )
+]
+
+
+@pytest.mark.parametrize(("family", "flavour"), TUNE_CASES)
+def test_tune_and_cudnn_report_take_the_zoo_model_or_refuse_it_up_front(family, flavour):
+    from fastnlp import cudnn_report, tune
+
+    example = zoo.build(family, flavour)
+    report = cudnn_report(example.model)
+    assert all(status.reasons or status.eligible for status in report)  # every ineligible layer says why
+    try:
+        result = tune(example.model, zoo_dataset(example), [("hoisted", ["hoist_lstm_projection"])], steps=2, warmup_steps=1, rounds=1)
+    except TypeError as error:  # only a model fastnlp cannot re-create, refused before any training
+        assert family == "subclassed_tagger" and "subclassed model" in str(error)
+        return
+    assert [m.name for m in result.measurements] == ["input", "hoisted"]
+    assert result.measurements[0].samples_per_s > 0
+    hoisted = result.measurements[1]
+    assert hoisted.samples_per_s or hoisted.note.startswith("failed"), hoisted
+    assert_same_outputs(result.model, example.model, example.x)  # whichever won computes what the input did
