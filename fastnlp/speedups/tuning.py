@@ -306,6 +306,10 @@ class _Trial:
         self.model.fit(self.data, steps_per_epoch=steps, epochs=1, callbacks=[self.clock], shuffle=False, verbose=0)
 
 
+#: how many candidates' copies of the model :func:`tune` trains in turn at once (with the input's)
+_AT_ONCE = 4
+
+
 class _Rounds:
     """Times candidates together with the input, in alternating rounds: each candidate's rate over the
     input's in the same round, and the median of those ratios (the input's trial is kept for every group)."""
@@ -333,7 +337,14 @@ class _Rounds:
         return time.perf_counter() > self.deadline
 
     def measure(self, candidates: list[Candidate]) -> dict[Candidate, Measurement]:
-        """Each of ``candidates`` measured in alternating rounds with the input (skipped once the time budget is spent)."""
+        """Each of ``candidates`` measured in alternating rounds with the input (skipped once the time budget is
+        spent), :data:`_AT_ONCE` at a time, so that no more copies of the model are alive together."""
+        results: dict[Candidate, Measurement] = {}
+        for start in range(0, len(candidates), _AT_ONCE):
+            results.update(self._measure_together(candidates[start : start + _AT_ONCE]))
+        return results
+
+    def _measure_together(self, candidates: list[Candidate]) -> dict[Candidate, Measurement]:
         results: dict[Candidate, Measurement] = {}
         trials: dict[Candidate, _Trial] = {}
         for candidate in candidates:

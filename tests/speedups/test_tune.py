@@ -145,6 +145,18 @@ def test_candidates_take_turns_with_the_input_and_a_slow_stretch_decides_nothing
     assert "1.30x" in str(result)
 
 
+def test_at_most_four_candidates_take_turns_at_once(rates):
+    names = [f"steps_per_execution={n}" for n in range(2, 8)]
+    rates.update({"input": 100.0, **{name: 100.0 + n for n, name in enumerate(names)}})
+
+    candidates = [(f"steps_per_execution={n}", [functools.partial(set_steps_per_execution, steps=n)]) for n in range(2, 8)]
+    result = tune(build_lstm(20, units=8, num_layers=1), char_lm_data(), candidates, combine=False, rounds=2)
+
+    first, second = ["input", *names[:4]], ["input", *names[4:]]
+    assert FakeTrial.spells == first * 2 + second * 2  # then the next ones: fewer copies of the model alive at once
+    assert result.best == names[-1]
+
+
 def test_bad_input_raises_before_any_training(flavour):
     model = build_lstm(20, units=8, num_layers=1, flavour=flavour)
     with pytest.raises(ValueError, match="unknown speedup 'turbo'"):
