@@ -146,8 +146,9 @@ def tune(
             turns; each candidate's figure is the median over the rounds of its rate over the input's.
         time_budget_s: stop trying candidates after this many seconds (those left are reported as
             not measured).
-        combine: also combine the candidates that beat the input: every pair of them, then each other
-            one on top of the fastest pair, kept only where the combination measures faster still.
+        combine: also combine the candidates: every pair in which at least one beat the input (one that
+            is slower alone can be faster with another), then each other candidate on top of the
+            fastest, kept only where the combination measures faster still.
         min_gain: how much faster than the input a candidate must measure to count as faster
             (0.03: 3%); a smaller difference is within this kind of measurement's noise.
         batch_sizes: other batch sizes to try the input configuration with (samples/s compares
@@ -199,16 +200,18 @@ def tune(
         deadline=time.perf_counter() + time_budget_s, memory_budget_mb=memory_budget_mb,
     )
     measured = timing.measure(tried)
-    winners = [candidate for candidate, m in measured.items() if _beats(m, timing.baseline(), min_gain)]
-    if combine and len(winners) > 1:
-        ranked = sorted(winners, key=lambda candidate: measured[candidate].vs_input, reverse=True)
-        current = ranked[0]
-        pairs = [_combined(a, b) for a, b in itertools.combinations(ranked, 2)]  # every pair: one noisy rank decides nothing
+    ran = sorted((candidate for candidate, m in measured.items() if m.vs_input), key=lambda c: measured[c].vs_input, reverse=True)
+    winners = [candidate for candidate in ran if _beats(measured[candidate], timing.baseline(), min_gain)]
+    if combine and winners and len(ran) > 1:
+        current = winners[0]
+        # every pair with a winner in it, the other one a winner or not: a speedup slower alone can be faster with
+        # another (the hoisted GRU loop, slower than the stock one in float32, is faster in bfloat16)
+        pairs = [_combined(a, b) for a, b in itertools.combinations(ran, 2) if a in winners or b in winners]
         for pair, m in timing.measure(list(filter(None, pairs))).items():
             measured[pair] = m
             if _beats(m, measured[current], min_gain):
                 current = pair
-        for other in ranked:  # then each other winner on top, kept only where it helps
+        for other in ran:  # then each other candidate on top, kept only where it helps
             extended = _combined(current, other) if other.name not in current.name.split(" + ") else None
             if extended is not None and extended not in measured and not timing.spent():
                 measured[extended] = timing.measure([extended])[extended]
