@@ -8,7 +8,7 @@ padding mask, as ``Embedding(mask_zero=True)`` makes):
 - a masked GRU(256) classifier (embedding 128, 64 steps, batch 64, 2 classes).
 
 For each, ``tune`` picks among its default candidates at the model's own batch size (its table is
-printed); then the stock model and ``tune``'s choice train in turn, ``--rounds`` times, ``--steps``
+printed, each candidate against the input in alternating rounds); then the stock model and ``tune``'s choice train in turn, ``--rounds`` times, ``--steps``
 steps each after a warm-up fit, timed as ``tune`` times them (the median rate between batch ends, so
 a fit's own setup is not counted), and the script reports each one's median samples/s and the median
 of the pair-by-pair ratios. The machine, with its CPU's AVX/AMX flags, is recorded with the figures.
@@ -109,7 +109,7 @@ def measure(family: str, rounds: int, steps: int, tune_steps: int) -> dict:
         "family": family, "chosen": result.best, "batch": batch,
         "stock_samples_per_s": statistics.median(stock_rates), "chosen_samples_per_s": statistics.median(chosen_rates),
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-        "tune_table": [(m.name, m.samples_per_s) for m in result.measurements],
+        "tune_table": [(m.name, m.samples_per_s, m.vs_input) for m in result.measurements],
     }
     print(
         f"{family}: stock {row['stock_samples_per_s']:.0f}/s, {result.best} {row['chosen_samples_per_s']:.0f}/s, "
