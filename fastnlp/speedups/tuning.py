@@ -10,7 +10,8 @@ by a margin (``min_gain``, 3%) to be chosen, so noise does not pick a configurat
 Candidates are timed as the guide says to compare on a noisy machine: together, in alternating
 rounds, each round's rate divided by the input's rate in the same round, and the median of those
 ratios. A stretch when the machine is slow then falls on every candidate of that round alike, instead
-of on whichever candidate happened to be running.
+of on whichever candidate happened to be running. The three fastest are measured once more, together,
+before the choice, which then rests on all their rounds.
 """
 
 from __future__ import annotations
@@ -217,6 +218,9 @@ def tune(
                 measured[extended] = timing.measure([extended])[extended]
                 if _beats(measured[extended], measured[current], min_gain):
                     current = extended
+    finalists = sorted((c for c, m in measured.items() if m.vs_input and m.within_budget), key=lambda c: measured[c].vs_input)
+    if not timing.spent():  # the fastest few again, together: a lucky round decides less with twice the rounds
+        measured.update(timing.measure(finalists[-_FINALISTS:][::-1]))
     baseline = timing.baseline()
     measurements = (baseline, *measured.values())
     within = [m for m in measurements if m.within_budget]
@@ -311,11 +315,14 @@ class _Trial:
 
 #: how many candidates' copies of the model :func:`tune` trains in turn at once (with the input's)
 _AT_ONCE = 4
+#: how many of the fastest candidates :func:`tune` measures again, together, before it chooses
+_FINALISTS = 3
 
 
 class _Rounds:
     """Times candidates together with the input, in alternating rounds: each candidate's rate over the
-    input's in the same round, and the median of those ratios (the input's trial is kept for every group)."""
+    input's in the same round, and the median of those ratios (the input's trial is kept for every group).
+    A candidate measured again adds its new rounds to its earlier ones."""
 
     def __init__(
         self, model: Any, dataset: Any, input_batch: int, *, steps: int, warmup_steps: int, rounds: int,
@@ -328,6 +335,8 @@ class _Rounds:
             pass
         self.held_mb = now.device_start_mb
         self.input_rates: list[float] = []
+        self.rates: dict[Candidate, list[float]] = {}
+        self.ratios: dict[Candidate, list[float]] = {}
         started = self._start(Candidate("input"))
         if isinstance(started, Measurement):  # nothing can be compared with it, and every candidate would fail alike
             raise ValueError(
@@ -359,8 +368,8 @@ class _Rounds:
                 results[candidate] = started
             else:
                 trials[candidate] = started
-        rates: dict[Candidate, list[float]] = {candidate: [] for candidate in trials}
-        ratios: dict[Candidate, list[float]] = {candidate: [] for candidate in trials}
+        rates = {candidate: self.rates.setdefault(candidate, []) for candidate in trials}  # pooled with any earlier rounds
+        ratios = {candidate: self.ratios.setdefault(candidate, []) for candidate in trials}
         for round_ in range(self.rounds):
             if round_ and self.spent():
                 break
