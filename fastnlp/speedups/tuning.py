@@ -66,7 +66,7 @@ class Measurement:
     samples_per_s: float | None  # None: not measured (it failed, or the time budget ran out)
     note: str = ""
     batch_size: int | None = None  # samples per step it ran with
-    peak_memory_mb: float | None = None  # the GPU's peak, or (CPU) the process's peak resident memory during the run
+    peak_memory_mb: float | None = None  # what the process held when tune began plus what its warm-up added (GPU, or resident)
     within_budget: bool = True  # False: it needed more memory than tune's memory_budget_mb
     fast_paths: str = ""  # what was actually in effect: dtype policy, XLA, steps per execution, cuDNN layers
     vs_input: float | None = None  # the median of its rates over the input's, round by round (the input: 1.0)
