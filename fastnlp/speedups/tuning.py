@@ -10,8 +10,8 @@ by a margin (``min_gain``, 3%) to be chosen, so noise does not pick a configurat
 Candidates are timed as the guide says to compare on a noisy machine: together, in alternating
 rounds, each round's rate divided by the input's rate in the same round, and the median of those
 ratios. A stretch when the machine is slow then falls on every candidate of that round alike, instead
-of on whichever candidate happened to be running. The three fastest are measured once more, together,
-before the choice, which then rests on all their rounds.
+of on whichever candidate happened to be running. Where candidates are combined, the three fastest
+are measured once more, together, before the choice, which then rests on all their rounds.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def tune(
             not measured).
         combine: also combine the candidates that ran: every pair (two that are no faster alone can be
             faster together), then each other candidate on top of the fastest, kept only where the
-            combination measures faster still.
+            combination measures faster still; then measure the three fastest once more, together.
         min_gain: how much faster than the input a candidate must measure to count as faster
             (0.03: 3%); a smaller difference is within this kind of measurement's noise.
         batch_sizes: other batch sizes to try the input configuration with (samples/s compares
@@ -217,9 +217,9 @@ def tune(
                 measured[extended] = timing.measure([extended])[extended]
                 if _beats(measured[extended], measured[current], min_gain):
                     current = extended
-    finalists = sorted((c for c, m in measured.items() if m.vs_input and m.within_budget), key=lambda c: measured[c].vs_input)
-    if not timing.spent():  # the fastest few again, together: a lucky round decides less with twice the rounds
-        measured.update(timing.measure(finalists[-_FINALISTS:][::-1]))
+        finalists = sorted((c for c, m in measured.items() if m.vs_input and m.within_budget), key=lambda c: measured[c].vs_input)
+        if not timing.spent():  # the fastest few again, together: a lucky round decides less with twice the rounds
+            measured.update(timing.measure(finalists[-_FINALISTS:][::-1]))
     baseline = timing.baseline()
     measurements = (baseline, *measured.values())
     within = [m for m in measurements if m.within_budget]
