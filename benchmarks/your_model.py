@@ -8,12 +8,13 @@ padding mask, as ``Embedding(mask_zero=True)`` makes):
 - a masked GRU(256) classifier (embedding 128, 64 steps, batch 64, 2 classes).
 
 For each, ``tune`` picks among its default candidates at the model's own batch size (its table is
-printed, each candidate against the input in alternating rounds); then the stock model and ``tune``'s choice train in turn, ``--rounds`` times, ``--steps``
-steps each after a warm-up fit, timed as ``tune`` times them (the median rate between batch ends, so
-a fit's own setup is not counted), and the script reports each one's median samples/s and the median
-of the pair-by-pair ratios. The machine, with its CPU's AVX/AMX flags, is recorded with the figures.
+printed, each candidate against the input in alternating rounds); then the stock model and
+``tune``'s choice train in turn, ``--rounds`` times, ``--steps`` steps each after a warm-up fit,
+timed as ``tune`` times them (the median rate between batch ends, so a fit's own setup is not
+counted), and the script reports each one's median samples/s and the median of the pair-by-pair
+ratios. The machine, with its CPU's AVX/AMX flags, is recorded with the figures.
 
-    python benchmarks/your_model.py                    # ~15 minutes on 2 cores
+    python benchmarks/your_model.py                    # ~20 minutes on 2 cores
     python benchmarks/your_model.py --quick            # a smoke run
     python benchmarks/your_model.py --json out.json    # also write the figures
 """

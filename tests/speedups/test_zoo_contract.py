@@ -191,6 +191,5 @@ def test_tune_and_cudnn_report_take_the_zoo_model_or_refuse_it_up_front(family, 
         return
     assert [m.name for m in result.measurements] == ["input", "hoisted"]
     assert result.measurements[0].samples_per_s > 0
-    hoisted = result.measurements[1]
-    assert hoisted.samples_per_s or hoisted.note.startswith("failed"), hoisted
+    assert result.measurements[1].samples_per_s, result.measurements[1]  # the hoisted copy trained too (or had no effect)
     assert_same_outputs(result.model, example.model, example.x)  # whichever won computes what the input did
