@@ -166,12 +166,13 @@ def zoo_dataset(example):
     return tf.data.Dataset.from_tensor_slices((as_structure(example.x), as_structure(example.y))).batch(zoo.BATCH // 2)
 
 
-#: by default each family once, the flavours alternating (Keras 3 for the families slow to trace in tf_keras)
+#: by default the whole-copy families (tune copies the model whole, and the hoisting it tries is the transform
+#: contract's on every family), each once, the flavours alternating (Keras 3 for those slow to trace in tf_keras)
 TUNE_CASES = [
     (family, flavour)
     for j, family in enumerate(zoo.FAMILIES)
     for flavour in zoo.FAMILIES[family][1]
-    if FULL or family not in COVERED_BY_A_TWIN and (
+    if FULL or family in WHOLE_COPY_FAMILIES and (
         flavour == ("keras" if family in SLOW_IN_TF_KERAS else flavours.FLAVOURS[j % 2]) or len(zoo.FAMILIES[family][1]) == 1
     )
 ]
