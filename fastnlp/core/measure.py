@@ -22,7 +22,7 @@ from fastnlp.core import hardware
 from fastnlp.core.recurrent import cudnn_report
 
 __all__ = [
-    "PeakMemory", "StepClock", "TimedTraining", "TrainingRun", "fast_paths", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms",
+    "PeakMemory", "StepClock", "TimedTraining", "TrainingRun", "device_memory_mb", "fast_paths", "in_fresh_process", "lstm_training_flops", "matmul_flops", "median_ms",
     "step_clock", "step_matmul_flops", "time_to", "timed_training_callback",
 ]
 
@@ -99,6 +99,24 @@ class PeakMemory:
     def peak_increase_mb(self) -> float:
         """Peak resident memory above what the process held on entry, MB."""
         return (self.peak_bytes - self.start_bytes) / 2**20
+
+
+def device_memory_mb() -> float:
+    """What the first GPU holds now where TensorFlow sees one, else this process's resident memory, MB
+    (what :attr:`PeakMemory.device_start_mb` reads on entering).
+
+    Examples:
+        >>> isinstance(device_memory_mb(), float)
+        True
+    """
+    gpu = hardware.gpu_in_use()
+    if gpu is not None:
+        import tensorflow as tf
+
+        return tf.config.experimental.get_memory_info(gpu)["current"] / 2**20
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 class StepClock:

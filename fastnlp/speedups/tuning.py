@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastnlp.core import flavour, hardware
-from fastnlp.core.measure import PeakMemory, fast_paths, step_clock
+from fastnlp.core.measure import PeakMemory, device_memory_mb, fast_paths, step_clock
 from fastnlp.core.notices import SpeedupWarning
 from fastnlp.core.rebuild import rebuild
 from fastnlp.core.tables import text_table
@@ -217,9 +217,11 @@ def tune(
                 measured[extended] = timing.measure([extended])[extended]
                 if _beats(measured[extended], measured[current], min_gain):
                     current = extended
-        finalists = sorted((c for c, m in measured.items() if m.vs_input and m.within_budget), key=lambda c: measured[c].vs_input)
+        finalists = sorted(
+            (c for c, m in measured.items() if m.vs_input and m.within_budget), key=lambda c: measured[c].vs_input, reverse=True
+        )
         if not timing.spent():  # the fastest few again, together: a lucky round decides less with twice the rounds
-            measured.update(timing.measure(finalists[-_FINALISTS:][::-1]))
+            measured.update(timing.measure(finalists[:_FINALISTS]))
     baseline = timing.baseline()
     measurements = (baseline, *measured.values())
     within = [m for m in measurements if m.within_budget]
@@ -330,9 +332,7 @@ class _Rounds:
         self.model, self.dataset, self.input_batch = model, dataset, input_batch
         self.spell_steps, self.warmup_steps, self.rounds = math.ceil(steps / rounds), warmup_steps, rounds
         self.deadline, self.memory_budget_mb = deadline, memory_budget_mb
-        with PeakMemory() as now:  # what the process holds before any candidate: each adds its own to this
-            pass
-        self.held_mb = now.device_start_mb
+        self.held_mb = device_memory_mb()  # what the process holds before any candidate: each adds its own to this
         self.input_rates: list[float] = []
         self.rates: dict[Candidate, list[float]] = {}
         self.ratios: dict[Candidate, list[float]] = {}

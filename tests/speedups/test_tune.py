@@ -63,25 +63,13 @@ class FakeTrial:
         return None if self.rate is None else self.rate * self.speed(len(self.spells) - 1)
 
 
-class NothingHeld:
-    """Stands in for PeakMemory where tune reads what the process holds: nothing, so budgets read exactly."""
-
-    device_start_mb = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
 @pytest.fixture
 def rates(monkeypatch):
     """Stand-in measurements: candidate name -> samples/s (see FakeTrial)."""
     monkeypatch.setattr(FakeTrial, "table", {})
     monkeypatch.setattr(FakeTrial, "spells", [])
     monkeypatch.setattr(tune_module, "_Trial", FakeTrial)
-    monkeypatch.setattr(tune_module, "PeakMemory", NothingHeld)
+    monkeypatch.setattr(tune_module, "device_memory_mb", lambda: 0.0)  # the process holds nothing: budgets read exactly
     return FakeTrial.table
 
 
