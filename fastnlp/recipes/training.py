@@ -173,8 +173,8 @@ def choose_execution(
     fastest = "stock" if measured.best == "input" else measured.best
     if loss_after is None or "bf16" not in fastest:
         return fastest
-    rates = {("stock" if m.name == "input" else m.name): m.vs_input or 0.0 for m in measured.measurements}
-    float32 = max((name for name in rates if "bf16" not in name), key=rates.__getitem__)
+    speeds = {("stock" if m.name == "input" else m.name): m.vs_input or 0.0 for m in measured.measurements}
+    float32 = max((name for name in speeds if "bf16" not in name), key=speeds.__getitem__)
     reference = loss_after(float32)
     return fastest if loss_after(fastest) <= reference * (1 + QUALITY_TOLERANCE) else float32
 
