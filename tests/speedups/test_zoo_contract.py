@@ -52,14 +52,19 @@ WHOLE_COPY_FAMILIES = frozenset({
 COVERED_BY_A_TWIN = frozenset({"stacked_bilstm_classifier"})
 
 
+def _alternating_flavour(index: int, family: str) -> str:
+    """The flavour a default run tries ``family`` in, at position ``index`` of its cases (Keras 3 where tf_keras is slow)."""
+    return "keras" if family in SLOW_IN_TF_KERAS else flavours.FLAVOURS[index % 2]
+
+
 def _selected(transform_index: int, transform, family_index: int, family: str, flavour: str) -> bool:
     if FULL:
         return True
     if family in COVERED_BY_A_TWIN or (transform.whole and family not in WHOLE_COPY_FAMILIES):
         return False
-    if transform.name == "use_xla" or family in SLOW_IN_TF_KERAS:
+    if transform.name == "use_xla":
         return flavour == "keras"
-    return flavour == flavours.FLAVOURS[(transform_index + family_index) % 2]
+    return flavour == _alternating_flavour(transform_index + family_index, family)
 
 
 CASES = [
@@ -172,9 +177,7 @@ TUNE_CASES = [
     (family, flavour)
     for j, family in enumerate(zoo.FAMILIES)
     for flavour in zoo.FAMILIES[family][1]
-    if FULL or family in WHOLE_COPY_FAMILIES and (
-        flavour == ("keras" if family in SLOW_IN_TF_KERAS else flavours.FLAVOURS[j % 2]) or len(zoo.FAMILIES[family][1]) == 1
-    )
+    if FULL or family in WHOLE_COPY_FAMILIES and (flavour == _alternating_flavour(j, family) or len(zoo.FAMILIES[family][1]) == 1)
 ]
 
 
