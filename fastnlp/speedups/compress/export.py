@@ -24,7 +24,7 @@ from fastnlp.core.rebuild import recreated_layer
 from fastnlp.core.recurrent import makes_mask, recurrent_layers
 from fastnlp.core.validation import check_positive_int, checked_path
 from fastnlp.speedups.compress.common import value_named_like
-from fastnlp.speedups.compress.conversion import flatbuffer, flatbuffer_apart
+from fastnlp.speedups.compress.conversion import flatbuffer, flatbuffer_apart, io_order, with_io_order
 from fastnlp.speedups.hoisting import stock_recurrent_layers
 
 __all__ = ["QUANTIZATIONS", "LiteRTModel", "to_tflite"]
@@ -133,7 +133,15 @@ def to_tflite(
         raise TypeError(f"right_padded must be True or False, got {right_padded!r}")
     _check_stateless(model)
     plain = stock_recurrent_layers(model)  # the converter fuses only the stock LSTM class
-    exported = _fused_flavour(plain) if source == "keras" else _without_fake_quantization(plain)
+    if source == "keras":
+        exported, why_not = _fused_flavour(plain)
+        if why_not and recurrent_layers(exported, of=("RNN",)):
+            notices.warn(
+                f"to_tflite: exporting the Keras 3 model as it is ({why_not}); its LSTMs become WHILE loops, "
+                f"slower than the fused op", SpeedupWarning,
+            )
+    else:
+        exported = _without_fake_quantization(plain)
     if right_padded:  # imported here: the module defines a tf_keras layer class
         from fastnlp.speedups.compress.right_padding import check_right_padded, unmasked_for_right_padding
 
@@ -156,6 +164,7 @@ def to_tflite(
         content = flatbuffer_apart(exported, signatures, output_names, samples)
     else:
         content = flatbuffer(exported, signatures, output_names, quantization)
+    content = with_io_order(content, input_names, output_names)
     _warn_unfused(exported if right_padded else plain, LiteRTModel(content).ops)
     if quantization == "int8":
         _check_agreement(exported, content, np.concatenate(samples)[:_AGREEMENT_SAMPLES])
@@ -166,8 +175,21 @@ def to_tflite(
 
 
 def _io_names(model: Any) -> tuple[list[str], list[str]]:
-    """The names of ``model``'s input layers and of the layers that make its outputs, in order."""
-    return [tensor._keras_history[0].name for tensor in model.inputs], [tensor._keras_history[0].name for tensor in model.outputs]
+    """The names of ``model``'s input layers and of its outputs, in order.
+
+    An output is named after the layer that makes it; a layer's second output (an LSTM's returned states)
+    gets ``_1`` after its name, and so on, as tf_keras names them (Keras 3 repeats the layer's name, and
+    the export's signature kept one of two outputs so named).
+    """
+    names: list[str] = []
+    for tensor in model.outputs:
+        layer_name = name = tensor._keras_history[0].name
+        count = 0
+        while name in names:
+            count += 1
+            name = f"{layer_name}_{count}"
+        names.append(name)
+    return [tensor._keras_history[0].name for tensor in model.inputs], names
 
 
 #: The converter leaves a weight tensor with fewer elements than this in float32 under "dynamic";
@@ -233,8 +255,15 @@ def _check_int8_exportable(model: Any) -> None:
     for GRU and SimpleRNN in both flavours; for a masked LSTM too, and for an LSTM with
     ``return_state=True``). Bidirectional LSTMs fuse.
     """
-    keras = flavours.keras_module(flavours.detect(model))
+    flavour = flavours.detect(model)
+    keras = flavours.keras_module(flavour)
     for recurrent, masked in recurrent_layers(model, of=("RNN",)):
+        if flavour == "keras":  # not converted to tf_keras, whose LSTM alone is tagged for the fused op
+            raise ValueError(
+                f"quantization='int8' cannot export layer {recurrent.name!r} ({type(recurrent).__name__}): the model "
+                f"stays Keras 3 ({_fused_flavour(model)[1]}), where a recurrent layer exports as a loop of small ops, "
+                f"and calibrating that loop crashes the process. Use 'dynamic' (int8 weights, float activations)"
+            )
         if not isinstance(recurrent, keras.layers.LSTM):
             raise ValueError(
                 f"quantization='int8' cannot export layer {recurrent.name!r} ({type(recurrent).__name__}): the converter "
@@ -275,18 +304,13 @@ def _sample_shape(model: Any, shape: tuple[int | None, ...], seq_len: int | None
     return (time or seq_len, *rest)
 
 
-def _fused_flavour(model: Any) -> Any:
-    """The tf_keras twin of a Keras 3 model (its LSTMs convert to the fused op), or the model itself
-    when it cannot be converted."""
+def _fused_flavour(model: Any) -> tuple[Any, str]:
+    """The tf_keras twin of a Keras 3 model (its LSTMs convert to the fused op), or the model itself when it
+    cannot be converted, with the reason ("" where it converted)."""
     try:
-        return convert(model, "tf_keras")
+        return convert(model, "tf_keras"), ""
     except TypeError as error:
-        notices.warn(
-            f"to_tflite: exporting the Keras 3 model as it is ({error}); its LSTMs become WHILE loops, "
-            f"slower than the fused op, and int8 quantization will fail",
-            SpeedupWarning,
-        )
-        return model
+        return model, str(error)
 
 
 def _without_fake_quantization(model: Any) -> Any:
@@ -364,8 +388,10 @@ def _check_agreement(model: Any, content: bytes, inputs: np.ndarray) -> None:
     Full-int8 LSTMs are fragile: measured here, an SST-2 classifier exported to int8 predicted one
     class for every sentence while its float and dynamic-range exports matched Keras.
     """
-    expected = model.predict(inputs, verbose=0).argmax(-1)
-    agreement = float(np.mean(LiteRTModel(content).predict(inputs).argmax(-1) == expected))
+    expected, got = model.predict(inputs, verbose=0), LiteRTModel(content).predict(inputs)
+    pairs = zip(expected, got, strict=True) if isinstance(expected, (list, tuple)) else [(expected, got)]
+    agreements = [float(np.mean(np.argmax(want, -1) == np.argmax(have, -1))) for want, have in pairs if np.shape(want)[-1] > 1]
+    agreement = min(agreements, default=1.0)  # outputs one wide (a sigmoid, a regression) have no top prediction
     if agreement < _MIN_AGREEMENT:
         notices.warn(
             f"to_tflite: the int8 export agrees with the model on only {agreement:.0%} of the top predictions "
@@ -435,16 +461,22 @@ class LiteRTModel:
             self._inputs, self._outputs = {"": self._input}, {"": self._output}
         else:
             self._inputs, self._outputs = self._runner.get_input_details(), self._runner.get_output_details()
+            order = io_order(content)  # the signature lists names sorted; to_tflite stored the model's order
+            if order is not None and set(order[0]) == set(self._inputs) and set(order[1]) == set(self._outputs):
+                self._inputs = {name: self._inputs[name] for name in order[0]}
+                self._outputs = {name: self._outputs[name] for name in order[1]}
             self._input = next(iter(self._inputs.values()))
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """The names of a model's inputs, in the order :meth:`predict` takes them as a list (empty: one input)."""
+        """The names of a model's inputs, in the order :meth:`predict` takes them as a list (empty: one input
+        and one output). For an export of :func:`to_tflite`, the Keras model's order."""
         return tuple(self._inputs) if self._runner is not None else ()
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        """The names of a model's outputs, in the order :meth:`predict` returns them (empty: one output)."""
+        """The names of a model's outputs, in the order :meth:`predict` returns them (empty: one input and one
+        output). For an export of :func:`to_tflite`, the Keras model's order."""
         return tuple(self._outputs) if self._runner is not None else ()
 
     @property
@@ -461,7 +493,8 @@ class LiteRTModel:
     def predict(self, inputs: Any) -> Any:
         """The model's outputs for ``inputs`` (samples first): one array, or a list in :attr:`output_names`' order.
 
-        A model with several inputs takes a list (in :attr:`input_names`' order) or a dict by name.
+        A model with several inputs takes a list (in :attr:`input_names`' order) or a dict by name; a model
+        with one input takes its array (or a list or dict of that one array), whatever its outputs.
 
         Raises:
             ValueError: the wrong shape, inputs of different lengths, missing or unknown input names, or
@@ -491,8 +524,12 @@ class LiteRTModel:
 
     def _named(self, inputs: Any) -> dict[str, np.ndarray]:
         """``inputs`` by input name, each checked against its input's shape and dtype."""
-        if self._runner is None:
-            given = {"": inputs}
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and np.ndim(inputs[0]) == len(self._input["shape"]):
+            inputs = inputs[0]  # a list holding the one input's batch, as Keras takes it
+        if len(self._inputs) == 1 and not isinstance(inputs, Mapping):
+            given = {next(iter(self._inputs)): inputs}
+        elif self._runner is None:
+            raise ValueError("inputs: this model has one unnamed input; give its array")
         elif isinstance(inputs, Mapping):
             missing, unknown = sorted(set(self._inputs) - set(inputs)), sorted(set(inputs) - set(self._inputs))
             if missing or unknown:

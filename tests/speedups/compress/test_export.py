@@ -243,9 +243,26 @@ def test_a_keras_3_model_that_stays_keras_3_exports_its_weights():
     ids = keras.Input((SEQ,), dtype="int32")
     outer = keras.Model(ids, keras.layers.Dense(2)(keras.layers.Flatten()(inner(ids))))
     x = np.random.default_rng(0).integers(0, VOCAB, (3, SEQ))
-    with pytest.warns(SpeedupWarning, match="exporting the Keras 3 model as it is"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpeedupWarning)  # without a recurrent layer, staying Keras 3 costs nothing
         lite = LiteRTModel(to_tflite(outer))
     np.testing.assert_allclose(lite.predict(x), outer.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_keras_3_lstm_model_that_stays_keras_3_says_so_and_int8_refuses_it():
+    """A nested model keeps the LSTM a Keras 3 loop; its int8 calibration crashed the converter's process."""
+    import keras
+
+    inner_in = keras.Input((SEQ,), dtype="int32")
+    inner = keras.Model(inner_in, keras.layers.Embedding(VOCAB, 4)(inner_in), name="inner")
+    ids = keras.Input((SEQ,), dtype="int32")
+    outer = keras.Model(ids, keras.layers.Dense(2)(keras.layers.LSTM(4, name="loop")(inner(ids))))
+    x = np.random.default_rng(0).integers(0, VOCAB, (8, SEQ)).astype("int32")
+    with pytest.warns(SpeedupWarning, match=r"exporting the Keras 3 model as it is \(.*inner"):
+        lite = LiteRTModel(to_tflite(outer))
+    np.testing.assert_allclose(lite.predict(x), outer.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match=r"cannot export layer 'loop' \(LSTM\): the model stays Keras 3 \(.*inner"):
+        to_tflite(outer, "int8", representative_data=x)
 
 
 def test_an_int8_converter_crash_is_contained_and_reported(monkeypatch):
@@ -310,3 +327,74 @@ def test_right_padded_export_refuses_what_it_cannot_compute():
         to_tflite(classifier, "int8", representative_data=left_padded, right_padded=True)
     with pytest.raises(TypeError, match="right_padded must be True or False"):
         to_tflite(classifier, right_padded="yes")
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_every_output_exports_and_lite_keeps_the_models_order(flavour):
+    """The seq2seq inference decoder: its LSTM's two states are two outputs of one layer (Keras 3 names both
+    after it; the export kept one). Inputs and outputs go in and come out in Keras's order, not sorted."""
+    keras_ = flavours.keras_module(flavour)
+    token = keras_.Input((1,), dtype="int32", name="token")
+    h_in, c_in = keras_.Input((8,), name="h"), keras_.Input((8,), name="c")
+    sequence, h, c = keras_.layers.LSTM(8, return_sequences=True, return_state=True, name="decoder")(
+        keras_.layers.Embedding(VOCAB, 4)(token), initial_state=[h_in, c_in]
+    )
+    model = keras_.Model([token, h_in, c_in], [keras_.layers.Dense(VOCAB, name="next")(sequence), h, c])
+    rng = np.random.default_rng(0)
+    x = [rng.integers(0, VOCAB, (5, 1)), rng.normal(size=(5, 8)).astype("float32"), rng.normal(size=(5, 8)).astype("float32")]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpeedupWarning)  # one step of a loop does not fuse
+        lite = LiteRTModel(to_tflite(model))
+
+    assert lite.input_names == ("token", "h", "c") and lite.output_names == ("next", "decoder", "decoder_1")
+    for got, want in zip(lite.predict(x), model.predict(x, verbose=0), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_a_model_with_one_input_and_two_outputs_takes_its_array(flavour):
+    keras_ = flavours.keras_module(flavour)
+    ids = keras_.Input((SEQ,), dtype="int32", name="ids")
+    pooled = keras_.layers.GlobalAveragePooling1D()(keras_.layers.Embedding(VOCAB, 4)(ids))
+    model = keras_.Model(ids, [keras_.layers.Dense(3, name="topic")(pooled), keras_.layers.Dense(1, name="score")(pooled)])
+    x = np.random.default_rng(0).integers(0, VOCAB, (5, SEQ))
+
+    lite = LiteRTModel(to_tflite(model))
+
+    assert lite.output_names == ("topic", "score")
+    for inputs in (x, [x], {"ids": x}):
+        for got, want in zip(lite.predict(inputs), model.predict(x, verbose=0), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_int8_needs_none_of_the_models_python_and_checks_every_output():
+    """The converter's process gets a SavedModel: a custom layer and a loss of the user's own, which it could not
+    import, no longer fail it; the agreement check reads each output with a top prediction."""
+    import keras
+
+    @keras.saving.register_keras_serializable("test_export")
+    class Doubled(keras.layers.Layer):
+        def call(self, inputs):
+            return 2.0 * inputs
+
+    class OwnLoss(keras.losses.Loss):
+        def __init__(self, weight):
+            super().__init__()
+            self.weight = weight
+
+        def call(self, y_true, y_pred):
+            return self.weight * keras.losses.mean_squared_error(y_true, y_pred)
+
+    ids = keras.Input((SEQ,), dtype="int32")
+    pooled = Doubled()(keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(VOCAB, 8)(ids)))
+    model = keras.Model(ids, [keras.layers.Dense(3, activation="softmax", name="topic")(pooled), keras.layers.Dense(1, name="score")(pooled)])
+    model.compile(loss=[OwnLoss(2.0), "mse"])
+    x = np.random.default_rng(0).integers(0, VOCAB, (32, SEQ)).astype("int32")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpeedupWarning)  # an untrained model's top predictions are near ties
+        lite = LiteRTModel(to_tflite(model, "int8", representative_data=x))
+
+    for got, want in zip(lite.predict(x), model.predict(x, verbose=0), strict=True):
+        np.testing.assert_allclose(got, want, atol=TOLERANCE["int8"])
