@@ -1,5 +1,6 @@
 """Every registered transform on every zoo model: it works, keeping its contract, or refuses up front, clearly.
-``tune`` and ``cudnn_report`` take every zoo model too.
+``tune`` and ``cudnn_report`` take every zoo model too, and ``to_tflite`` exports each in every quantization
+(``LiteRTModel`` computing what the model does) or refuses it up front.
 
 Works: the input is untouched, the result computes what the input did (within the transform's
 tolerance), fits two steps, and saves and loads with its lineage. Refuses: a ``TypeError`` or
@@ -81,9 +82,14 @@ pytestmark = [
 
 
 def record(transform, family, flavour, outcome, detail=""):
+    record_named(transform.name, family, flavour, outcome, detail)
+
+
+def record_named(name, family, flavour, outcome, detail=""):
+    """Append the outcome of ``name`` (a transform, or an export such as ``to_tflite int8``) to ``FASTNLP_ZOO_RECORD``."""
     path = os.environ.get("FASTNLP_ZOO_RECORD")
     if path:
-        line = json.dumps({"transform": transform.name, "family": family, "flavour": flavour, "outcome": outcome, "detail": detail})
+        line = json.dumps({"transform": name, "family": family, "flavour": flavour, "outcome": outcome, "detail": detail})
         with open(path, "a", encoding="utf-8") as file:
             file.write(line + "\n")
 
@@ -192,8 +198,50 @@ def test_tune_and_cudnn_report_take_the_zoo_model_or_refuse_it_up_front(family, 
         result = tune(example.model, zoo_dataset(example), [("hoisted", ["hoist_lstm_projection"])], steps=2, warmup_steps=1, rounds=1)
     except TypeError as error:  # only a model fastnlp cannot re-create, refused before any training
         assert family == "subclassed_tagger" and "subclassed model" in str(error)
+        record_named("tune", family, flavour, "refused", str(error))
         return
     assert [m.name for m in result.measurements] == ["input", "hoisted"]
     assert result.measurements[0].samples_per_s > 0
     assert result.measurements[1].samples_per_s, result.measurements[1]  # the hoisted copy trained too (or had no effect)
     assert_same_outputs(result.model, example.model, example.x)  # whichever won computes what the input did
+    record_named("tune", family, flavour, "works", f"chose {result.best}")
+
+
+#: how far a LiteRT export's outputs may be from the model's, by quantization: 8-bit activations quantize
+#: probabilities in steps of 1/256, float16 weights keep about three significant digits
+EXPORT_TOLERANCE = {None: 1e-4, "float16": 1e-3, "dynamic": 2e-2, "int8": 5e-2}
+#: by default, float exports of the families whose inputs and outputs are more than one array, or that hold a
+#: loss of the user's own, the flavours alternating (test_export's int8 cases convert a custom layer and
+#: loss in the converter's process); the full run takes every family in every quantization
+EXPORT_FAMILIES = frozenset({"seq2seq_trainer", "seq2seq_inference_decoder", "two_outputs", "lstm_state_outputs", "tagger_with_loss_subclass"})
+EXPORT_CASES = [
+    (family, flavour, quantization)
+    for j, family in enumerate(zoo.FAMILIES)
+    for flavour in zoo.FAMILIES[family][1]
+    for quantization in EXPORT_TOLERANCE
+    if FULL or family in EXPORT_FAMILIES and flavour == flavours.FLAVOURS[j % 2] and quantization is None
+]
+
+
+@pytest.mark.parametrize(("family", "flavour", "quantization"), EXPORT_CASES)
+def test_to_tflite_exports_the_zoo_model_or_refuses_it_up_front(family, flavour, quantization):
+    from fastnlp import LiteRTModel, to_tflite
+
+    example = zoo.build(family, flavour)
+    any_length = hasattr(example.model, "inputs") and any(None in tuple(t.shape[1:]) for t in example.model.inputs)
+    kwargs = {"seq_len": zoo.LENGTH} if any_length else {}
+    if quantization == "int8":
+        kwargs["representative_data"] = example.x
+    name = "to_tflite" if quantization is None else f"to_tflite {quantization}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an unfused loop, an untrained model's near-tied top predictions
+            lite = LiteRTModel(to_tflite(example.model, quantization, **kwargs))
+    except (TypeError, ValueError) as error:
+        assert_clear_refusal(error, example.model)
+        record_named(name, family, flavour, "refused", str(error))
+        return
+    got = lite.predict(example.x)
+    for have, want in zip(got if isinstance(got, list) else [got], zoo.outputs(example.model, example.x), strict=True):
+        np.testing.assert_allclose(have, want, rtol=0, atol=EXPORT_TOLERANCE[quantization])
+    record_named(name, family, flavour, "works", f"LiteRT ops: {', '.join(lite.ops)}")
