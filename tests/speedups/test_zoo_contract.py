@@ -245,3 +245,36 @@ def test_to_tflite_exports_the_zoo_model_or_refuses_it_up_front(family, flavour,
     for have, want in zip(got if isinstance(got, list) else [got], zoo.outputs(example.model, example.x), strict=True):
         np.testing.assert_allclose(have, want, rtol=0, atol=EXPORT_TOLERANCE[quantization])
     record_named(name, family, flavour, "works", f"LiteRT ops: {', '.join(lite.ops)}")
+
+
+#: by default the families with several inputs or outputs, the flavours alternating (test_pruning strips masked,
+#: Bidirectional and string models); the full run takes every family
+STRIP_FAMILIES = frozenset({"seq2seq_trainer", "two_outputs"})
+STRIP_CASES = [
+    (family, flavour)
+    for j, family in enumerate(zoo.FAMILIES)
+    for flavour in zoo.FAMILIES[family][1]
+    if FULL or family in STRIP_FAMILIES and flavour == _alternating_flavour(j, family)
+]
+
+
+@pytest.mark.parametrize(("family", "flavour"), STRIP_CASES)
+def test_strip_pruning_of_a_pruned_zoo_model_computes_what_it_did(family, flavour):
+    """Pruned with masks updated on a 2-step fit, then stripped: the plain model in the user's flavour computes
+    what the pruned one did (stripping once brought a mask back that the pruned model had dropped)."""
+    from fastnlp import prune, strip_pruning
+
+    example = zoo.build(family, flavour)
+    try:
+        pruned = prune(example.model, sparsity=0.5, frequency=1)
+    except (TypeError, ValueError) as error:
+        assert_clear_refusal(error, example.model)
+        record_named("strip_pruning", family, flavour, "refused", f"nothing to strip: {error}")
+        return
+    pruned.fit(example.x, example.y, batch_size=zoo.BATCH // 2, epochs=1, verbose=0)
+
+    plain = strip_pruning(pruned)
+
+    assert flavours.detect(plain) == flavours.detect(example.model)
+    assert_same_outputs(plain, pruned, example.x)
+    record_named("strip_pruning", family, flavour, "works", applied_speedups(plain)[-1])
