@@ -78,7 +78,8 @@ def to_tflite(
         ValueError: an unknown ``quantization``; ``"int8"`` without ``representative_data``, for a model
             with several inputs, or for a
             recurrent layer that does not become a fused op (a GRU, a SimpleRNN, an LSTM behind
-            ``mask_zero=True`` without ``right_padded``): the converter's calibration of such a loop crashes
+            ``mask_zero=True`` without ``right_padded``, any recurrent layer of a Keras 3 model that does
+            not convert to tf_keras): the converter's calibration of such a loop crashes
             the process; or the converter's process died. ``right_padded`` for a model whose mask is used
             otherwise than by LSTMs reading forward (named), or with calibration data padded elsewhere.
         TypeError: not a Keras model.
