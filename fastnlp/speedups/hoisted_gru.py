@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from fastnlp.speedups.hoisted_lstm import hoisted_class, is_hoisted, keras_outputs, project_time_major, steps_kept
+from fastnlp.speedups.hoisted_lstm import (
+    carried_states, counted_span, hoisted_class, is_hoisted, keras_outputs, project_time_major, span_gradient, steps_kept,
+)
 
 __all__ = ["gru_recurrence", "hoisted_gru", "hoisted_gru_class", "is_hoisted_gru"]
 
@@ -56,6 +58,7 @@ def _recurrence_function(reset_after: bool, masked: bool) -> Any:
     @tf.custom_gradient
     def recurrence(projected, h0, recurrent_kernel, recurrent_bias, keep):
         steps = tf.shape(projected)[0]
+        first, end = counted_span(keep) if masked else (0, steps)  # a loop over the steps some row counts
         units = tf.shape(h0)[1]
         inputs = tf.TensorArray(projected.dtype, size=steps).unstack(projected)
         empty = functools.partial(tf.TensorArray, projected.dtype, size=steps)
@@ -79,8 +82,10 @@ def _recurrence_function(reset_after: bool, masked: bool) -> Any:
                 new_h = keep[t] * new_h + (1 - keep[t]) * h
             return t + 1, new_h, hs.write(t, new_h), saved.write(t, tf.concat([z, r, candidate, kept], axis=1))
 
-        _, h, hs, saved = tf.while_loop(lambda t, *_: t < steps, step, (0, h0, empty(), empty()), parallel_iterations=1)
+        _, h, hs, saved = tf.while_loop(lambda t, *_: t < end, step, (first, h0, empty(), empty()), parallel_iterations=1)
         hs, saved = hs.stack(), saved.stack()
+        if masked:
+            hs = carried_states(hs, h0, h, first, end)
 
         def gradient(d_states, d_h):
             d_states = tf.zeros_like(hs) if d_states is None else d_states
@@ -113,9 +118,13 @@ def _recurrence_function(reset_after: bool, masked: bool) -> Any:
                 d_gate = tf.concat([d_z, d_r, d_candidate], axis=1)
                 return t - 1, dh_previous, d_gates.write(t, d_gate), d_inners.write(t, d_inner)
 
+            if masked:
+                d_h += span_gradient(d_states, first, end, after=True)
             _, dh0, d_gates, d_inners = tf.while_loop(
-                lambda t, *_: t >= 0, back, (steps - 1, d_h, empty(), empty()), parallel_iterations=1
+                lambda t, *_: t >= first, back, (end - 1, d_h, empty(), empty()), parallel_iterations=1
             )
+            if masked:
+                dh0 += span_gradient(d_states, first, end, after=False)
             d_projected, d_inner = d_gates.stack(), d_inners.stack()
             flat_h = tf.reshape(previous_h, (-1, units))
             if reset_after:

@@ -28,8 +28,8 @@ from typing import Any
 from fastnlp.core.recurrent import cudnn_would_run, fast_path_blockers
 
 __all__ = [
-    "hoistable", "hoisted_class", "hoisted_lstm", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted", "is_hoisted_lstm",
-    "keras_outputs", "project_time_major", "steps_kept",
+    "carried_states", "counted_span", "hoistable", "hoisted_class", "hoisted_lstm", "hoisted_lstm_class", "hoisted_recurrence", "is_hoisted", "is_hoisted_lstm",
+    "keras_outputs", "project_time_major", "span_gradient", "steps_kept",
 ]
 
 
@@ -68,6 +68,7 @@ def _recurrence_function(masked: bool) -> Any:
     @tf.custom_gradient
     def recurrence(projected, h0, c0, recurrent_kernel, keep):
         steps = tf.shape(projected)[0]
+        first, end = counted_span(keep) if masked else (0, steps)
         inputs = tf.TensorArray(projected.dtype, size=steps).unstack(projected)
         empty = functools.partial(tf.TensorArray, projected.dtype, size=steps)
 
@@ -83,9 +84,11 @@ def _recurrence_function(masked: bool) -> Any:
             return t + 1, new_h, new_c, hs.write(t, new_h), cs.write(t, new_c), gates.write(t, tf.concat([i, f, g, o], axis=1))
 
         _, h, c, hs, cs, gates = tf.while_loop(
-            lambda t, *_: t < steps, step, (0, h0, c0, empty(), empty(), empty()), parallel_iterations=1
+            lambda t, *_: t < end, step, (first, h0, c0, empty(), empty(), empty()), parallel_iterations=1
         )
         hs, cs, gates = hs.stack(), cs.stack(), gates.stack()
+        if masked:
+            hs, cs = carried_states(hs, h0, h, first, end), carried_states(cs, c0, c, first, end)
 
         def gradient(d_outputs, d_h, d_c):
             d_outputs = tf.zeros_like(hs) if d_outputs is None else d_outputs
@@ -112,9 +115,13 @@ def _recurrence_function(masked: bool) -> Any:
                     dh_previous, dc_previous = dh_previous + carried_h, dc_previous + carried_c
                 return t - 1, dh_previous, dc_previous, dzs.write(t, dz)
 
+            if masked:  # the states carried over the steps no row counts are the final ones, and the first ones
+                d_h += span_gradient(d_outputs, first, end, after=True)
             _, dh0, dc0, dzs = tf.while_loop(
-                lambda t, *_: t >= 0, back, (steps - 1, d_h, d_c, empty()), parallel_iterations=1
+                lambda t, *_: t >= first, back, (end - 1, d_h, d_c, empty()), parallel_iterations=1
             )
+            if masked:
+                dh0 += span_gradient(d_outputs, first, end, after=False)
             dz = dzs.stack()
             previous_h = tf.concat([h0[None], hs[:-1]], axis=0)
             units = tf.shape(h0)[1]
@@ -124,6 +131,46 @@ def _recurrence_function(masked: bool) -> Any:
         return (hs, h, c), gradient
 
     return recurrence
+
+
+def counted_span(keep: Any) -> tuple[Any, Any]:
+    """``(first, end)``: the steps from the first that some row counts to the last that some row counts (at least
+    one step). Outside it every row is masked and carries its state over, so a loop need not run there: with
+    sequences padded to a fixed length, that is the padding after a batch's longest sequence (a reversed
+    layer meets it first).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> keep = tf.constant([[[0.0], [0.0]], [[1.0], [0.0]], [[0.0], [1.0]], [[0.0], [0.0]]])
+        >>> [int(i) for i in counted_span(keep)]
+        [1, 3]
+    """
+    import tensorflow as tf
+
+    steps = tf.shape(keep)[0]
+    counted = tf.reduce_max(keep, axis=[1, 2]) > 0
+    index = tf.range(steps)
+    first = tf.minimum(tf.reduce_min(tf.where(counted, index, steps)), steps - 1)
+    return first, tf.maximum(tf.reduce_max(tf.where(counted, index + 1, 0)), first + 1)
+
+
+def carried_states(states: Any, initial: Any, final: Any, first: Any, end: Any) -> Any:
+    """Every step's states ``(time, batch, units)`` from a loop run over ``[first, end)`` only: the initial
+    states before it and the final ones after it, as a masked step carries them over."""
+    import tensorflow as tf
+
+    index = tf.range(tf.shape(states)[0])[:, None, None]
+    return tf.where(index < first, initial[None], tf.where(index >= end, final[None], states))
+
+
+def span_gradient(d_states: Any, first: Any, end: Any, *, after: bool) -> Any:
+    """The gradient reaching the states :func:`carried_states` filled in: the final states' (``after``) or the
+    initial ones', summed over the steps after ``end`` or before ``first``."""
+    import tensorflow as tf
+
+    index = tf.range(tf.shape(d_states)[0])[:, None, None]
+    outside = index >= end if after else index < first
+    return tf.reduce_sum(tf.where(outside, d_states, tf.zeros_like(d_states)), axis=0)
 
 
 def hoisted_lstm(

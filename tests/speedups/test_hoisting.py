@@ -101,12 +101,21 @@ MASKED_SETTINGS = [
 ]
 
 
+#: "mixed": right and left padding, a row with no padding and one with no step; "span": no row counts the first
+#: step or the last two, which the loop then skips (the states carried over them are filled in)
+MASKS = {
+    "mixed": [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]],
+    "span": [[0, 1, 1, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]],
+}
+
+
+@pytest.mark.parametrize("padding", list(MASKS))
 @pytest.mark.parametrize("settings", MASKED_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
-def test_a_mask_at_call_time_follows_keras_mask_semantics(flavour, settings, monkeypatch):
-    """Masked steps carry the states over, and outputs follow Keras: right and left padding, a row with no step."""
+def test_a_mask_at_call_time_follows_keras_mask_semantics(flavour, settings, padding, monkeypatch):
+    """Masked steps carry the states over, and outputs follow Keras."""
     keras = flavours.keras_module(flavour)
     x = tf.constant(np.random.default_rng(3).normal(size=(4, 6, 3)).astype("float32"))
-    mask = tf.constant(np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]], bool))
+    mask = tf.constant(np.array(MASKS[padding], bool))
     zero_output = settings.pop("zero_output_for_mask", False)
     stock = keras.layers.LSTM(4, **settings)
     stock(x)
@@ -131,13 +140,23 @@ def test_a_mask_at_call_time_follows_keras_mask_semantics(flavour, settings, mon
     assert calls  # the hoisted loop ran
 
 
-def test_masked_recurrence_gradient_matches_finite_differences():
+#: (time, batch) masks for the recurrences: steps no row counts at the end; at both ends; every step masked
+KEEPS = {
+    "end": [[1, 0], [0, 1], [1, 1], [0, 0]],
+    "both_ends": [[0, 0], [1, 0], [0, 1], [0, 0]],
+    "nothing": [[0, 0], [0, 0], [0, 0], [0, 0]],
+}
+
+
+@pytest.mark.parametrize("kept", list(KEEPS))
+def test_masked_recurrence_gradient_matches_finite_differences(kept):
     rng = np.random.default_rng(4)
     args = [tf.constant(rng.normal(size=shape), tf.float64) for shape in [(4, 2, 8), (2, 2), (2, 2), (2, 8)]]
-    keep = tf.constant([[[1.0], [0.0]], [[0.0], [1.0]], [[1.0], [1.0]], [[0.0], [0.0]]], tf.float64)
-    theoretical, numerical = tf.test.compute_gradient(lambda *a: hoisted_recurrence(*a, keep=keep)[0], args)
-    for t, n in zip(theoretical, numerical, strict=True):
-        np.testing.assert_allclose(t, n, atol=1e-6)
+    keep = tf.constant(KEEPS[kept], tf.float64)[:, :, None]
+    for output in range(3):  # every step's states, and the final h and c
+        theoretical, numerical = tf.test.compute_gradient(lambda *a, i=output: hoisted_recurrence(*a, keep=keep)[i], args)
+        for t, n in zip(theoretical, numerical, strict=True):
+            np.testing.assert_allclose(t, n, atol=1e-6)
 
 
 def test_both_directions_of_a_bidirectional_lstm_are_hoisted(flavour, tmp_path):
@@ -183,12 +202,12 @@ GRU_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("padding", [None, *MASKS])
 @pytest.mark.parametrize("settings", GRU_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
-def test_gru_outputs_and_gradients_equal_the_stock_layers(flavour, settings, masked):
+def test_gru_outputs_and_gradients_equal_the_stock_layers(flavour, settings, padding):
     keras = flavours.keras_module(flavour)
     x = tf.constant(np.random.default_rng(7).normal(size=(4, 6, 3)).astype("float32"))
-    mask = tf.constant(np.array([[1, 1, 1, 0, 0, 0], [1] * 6, [0, 0, 1, 1, 1, 1], [0] * 6], bool)) if masked else None
+    mask = tf.constant(np.array(MASKS[padding], bool)) if padding else None
     stock = keras.layers.GRU(5, bias_initializer="random_normal", **settings)
     stock(x)
     hoisted = hoisted_gru_class(flavour).from_config(stock.get_config())
@@ -211,11 +230,13 @@ def test_gru_outputs_and_gradients_equal_the_stock_layers(flavour, settings, mas
 def test_gru_recurrence_gradient_matches_finite_differences(reset_after):
     rng = np.random.default_rng(8)
     args = [tf.constant(rng.normal(size=shape), tf.float64) for shape in [(4, 2, 9), (2, 3), (3, 9), (9,)]]
-    keep = tf.constant([[[1.0], [0.0]], [[0.0], [1.0]], [[1.0], [1.0]], [[0.0], [0.0]]], tf.float64)
-    for masks in (None, keep):
-        theoretical, numerical = tf.test.compute_gradient(lambda *a: gru_recurrence(*a, keep=masks, reset_after=reset_after)[0], args)
-        for t, n in zip(theoretical, numerical, strict=True):
-            np.testing.assert_allclose(t, n, atol=1e-5)
+    for masks in (None, *(tf.constant(keep, tf.float64)[:, :, None] for keep in KEEPS.values())):
+        for output in range(2):  # every step's state, and the final one
+            theoretical, numerical = tf.test.compute_gradient(
+                lambda *a, i=output: gru_recurrence(*a, keep=masks, reset_after=reset_after)[i], args  # noqa: B023
+            )
+            for t, n in zip(theoretical, numerical, strict=True):
+                np.testing.assert_allclose(t, n, atol=1e-5)
 
 
 def outputs_and_gradients_of(model, x, y):
