@@ -1,7 +1,8 @@
 """Benchmark: ``tune`` on the recurrent models users bring, against the stock model, samples/s in training.
 
-Three Keras 3 families at realistic sizes, each over right-padded id sequences of random lengths (a
-padding mask, as ``Embedding(mask_zero=True)`` makes):
+Three Keras 3 families at realistic sizes, each over right-padded id sequences of a fixed length (a
+padding mask, as ``Embedding(mask_zero=True)`` makes), as ``pad_sequences(maxlen=...)`` and
+``TextVectorization(output_sequence_length=...)`` pad them:
 
 - a masked LSTM(256) classifier (embedding 128, 64 steps, batch 64, 2 classes);
 - a BiLSTM(128) per-token tagger, the NER shape (embedding 100, 50 steps, batch 32, 9 tags);
@@ -14,7 +15,12 @@ timed as ``tune`` times them (the median rate between batch ends, so a fit's own
 counted), and the script reports each one's median samples/s and the median of the pair-by-pair
 ratios. The machine, with its CPU's AVX/AMX flags, is recorded with the figures.
 
+The sequences' lengths are uniform in [length / 4, length] by default, or, with ``--lengths sst2``, those
+of SST-2's training sentences (in words, cut at the model's length; ../shared/data/sst2), where a batch's
+longest sequence is usually shorter than the padded length.
+
     python benchmarks/your_model.py                    # ~20 minutes on 2 cores
+    python benchmarks/your_model.py --lengths sst2     # real sentence lengths
     python benchmarks/your_model.py --quick            # a smoke run
     python benchmarks/your_model.py --json out.json    # also write the figures
 """
@@ -31,6 +37,8 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+
+from common import read_sst2
 
 from fastnlp.core import hardware
 from fastnlp.harness.reports import machine_summary
@@ -64,14 +72,19 @@ def build(family: str):
     return model, batch, seq_len, labels, classes
 
 
-def dataset(batch: int, seq_len: int, labels: tuple, classes: int, seed: int = 0):
-    """Right-padded random ids (lengths uniform in [seq_len / 4, seq_len]) and random labels, repeated."""
+def dataset(batch: int, seq_len: int, labels: tuple, classes: int, lengths_from: str = "uniform", seed: int = 0):
+    """Right-padded random ids and random labels, repeated; lengths uniform in [seq_len / 4, seq_len], or
+    (``lengths_from="sst2"``) drawn from SST-2's training sentences' word counts, cut at ``seq_len``."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
     n = batch * 16
     ids = rng.integers(1, VOCAB, (n, seq_len))
-    lengths = rng.integers(seq_len // 4, seq_len + 1, n)
+    if lengths_from == "sst2":
+        words = np.array([len(sentence.split()) for sentence in read_sst2("train")[0]])
+        lengths = np.minimum(rng.choice(words, n), seq_len)
+    else:
+        lengths = rng.integers(seq_len // 4, seq_len + 1, n)
     ids[np.arange(seq_len)[None, :] >= lengths[:, None]] = 0
     y = rng.integers(0, classes, (n, *labels))
     return tf.data.Dataset.from_tensor_slices((ids.astype("int32"), y)).batch(batch, drop_remainder=True).repeat()
@@ -88,11 +101,11 @@ def samples_per_second(model, data, steps: int, batch: int) -> float:
     return clock.samples_per_second(warmup_steps=done) or float("nan")
 
 
-def measure(family: str, rounds: int, steps: int, tune_steps: int) -> dict:
+def measure(family: str, rounds: int, steps: int, tune_steps: int, lengths_from: str = "uniform") -> dict:
     from fastnlp import tune
 
     model, batch, seq_len, labels, classes = build(family)
-    data = dataset(batch, seq_len, labels, classes)
+    data = dataset(batch, seq_len, labels, classes, lengths_from)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = tune(model, data, steps=tune_steps, warmup_steps=3)
@@ -106,7 +119,7 @@ def measure(family: str, rounds: int, steps: int, tune_steps: int) -> dict:
         chosen_rates.append(samples_per_second(chosen, data, steps, batch))
     ratios = [c / s for s, c in zip(stock_rates, chosen_rates, strict=True)]
     row = {
-        "family": family, "chosen": result.best, "batch": batch,
+        "family": family, "lengths": lengths_from, "chosen": result.best, "batch": batch,
         "stock_samples_per_s": statistics.median(stock_rates), "chosen_samples_per_s": statistics.median(chosen_rates),
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
         "tune_table": [(m.name, m.samples_per_s, m.vs_input) for m in result.measurements],
@@ -124,6 +137,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--tune-steps", type=int, default=30)
     parser.add_argument("--families", nargs="+", default=["masked_lstm_classifier", "bilstm_tagger", "gru_classifier"])
+    parser.add_argument("--lengths", choices=["uniform", "sst2"], default="uniform", help="where the sequences' lengths come from")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 24 steps, tune on 6 steps")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
@@ -131,7 +145,7 @@ def main() -> None:
         args.rounds, args.steps, args.tune_steps = 2, 24, 6
     machine = {**machine_summary(), "cpu_flags": sorted(f for f in hardware.cpu_flags() if f.startswith(("avx", "amx")))}
     print(json.dumps(machine))
-    rows = [measure(family, args.rounds, args.steps, args.tune_steps) for family in args.families]
+    rows = [measure(family, args.rounds, args.steps, args.tune_steps, args.lengths) for family in args.families]
     print("\n| model | batch | stock samples/s | tune's choice | its samples/s | ratio (median of pairs, min-max) |")
     print("| --- | ---: | ---: | --- | ---: | --- |")
     for row in rows:
