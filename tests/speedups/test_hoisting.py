@@ -109,13 +109,21 @@ MASKS = {
 }
 
 
-@pytest.mark.parametrize("padding", list(MASKS))
-@pytest.mark.parametrize("settings", MASKED_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+#: the settings a loop over part of the steps must fill in for: every step's output, the reversed order, the states
+SPAN_SETTINGS = [MASKED_SETTINGS[0], MASKED_SETTINGS[2], MASKED_SETTINGS[4]]
+
+
+@pytest.mark.parametrize(
+    ("settings", "padding"),
+    [(settings, "mixed") for settings in MASKED_SETTINGS] + [(settings, "span") for settings in SPAN_SETTINGS],
+    ids=lambda value: ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value,
+)
 def test_a_mask_at_call_time_follows_keras_mask_semantics(flavour, settings, padding, monkeypatch):
     """Masked steps carry the states over, and outputs follow Keras."""
     keras = flavours.keras_module(flavour)
     x = tf.constant(np.random.default_rng(3).normal(size=(4, 6, 3)).astype("float32"))
     mask = tf.constant(np.array(MASKS[padding], bool))
+    settings = dict(settings)  # the parameter is shared by cases
     zero_output = settings.pop("zero_output_for_mask", False)
     stock = keras.layers.LSTM(4, **settings)
     stock(x)
@@ -202,8 +210,11 @@ GRU_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("padding", [None, *MASKS])
-@pytest.mark.parametrize("settings", GRU_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize(
+    ("settings", "padding"),
+    [(settings, padding) for settings in GRU_SETTINGS for padding in (None, "mixed")] + [(GRU_SETTINGS[1], "span"), (GRU_SETTINGS[2], "span")],
+    ids=lambda value: ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value),
+)
 def test_gru_outputs_and_gradients_equal_the_stock_layers(flavour, settings, padding):
     keras = flavours.keras_module(flavour)
     x = tf.constant(np.random.default_rng(7).normal(size=(4, 6, 3)).astype("float32"))
