@@ -146,7 +146,7 @@ def unit_groups(model: Any) -> UnitPlan:
     for layer in model.layers:
         if not _called(layer):
             raise _called_elsewhere(layer)
-        called_on, made = _call(layer)
+        called_on, made = _call(layer, seen)
         sources = [tensor for tensor in _flat(called_on) if _is_features(tensor)]
         for tensor in sources:
             if id(tensor) not in seen:  # made by another call of its layer than the one the walk followed
@@ -355,12 +355,17 @@ def _called(layer: Any) -> bool:
     return True
 
 
-def _call(layer: Any) -> tuple[Any, Any]:
-    """``(inputs, outputs)`` of ``layer``'s call in the model's graph (a nested model's own ``.input`` and ``.output``
-    are those of its inner graph; its call in the outer graph is its one inbound node)."""
+def _call(layer: Any, seen: set[int]) -> tuple[Any, Any]:
+    """``(inputs, outputs)`` of ``layer``'s call in the model's graph, whose tensors met so far are ``seen`` (a nested
+    model's own ``.input`` and ``.output`` are those of its inner graph, its call in the outer graph its one
+    inbound node; a layer that another model calls too, as a vectorizer a flat copy keeps as it was, has its
+    call here among others)."""
     nodes = getattr(layer, "_inbound_nodes", [])
     if hasattr(layer, "layers") and len(nodes) == 1:
         return nodes[0].input_tensors, nodes[0].output_tensors
+    here = [node for node in nodes if all(id(tensor) in seen for tensor in _flat(node.input_tensors))]
+    if len(nodes) > 1 and len(here) == 1:
+        return here[0].input_tensors, here[0].output_tensors
     return layer.input, layer.output
 
 

@@ -217,3 +217,26 @@ def test_units_are_followed_into_a_nested_model(flavour):
     assert "encoder" not in [layer.name for layer in smaller.layers]  # flat: the encoder's layers in its place
     assert (smaller.get_layer("inner_lstm").units, smaller.get_layer("hidden").units) == (4, 3)
     assert lineage_of(smaller).units == {"inner_lstm": 4, "hidden": 3}
+
+
+def test_units_behind_a_nested_vectorizer_are_removed_and_the_vectorizer_kept(flavour):
+    """Keras's export recipe with an LSTM: the flat copy keeps the vectorizer as it was, which the nested model calls
+    too; the walk takes its call in the copy's graph (it refused, naming the nested model's input layer)."""
+    k = flavours.keras_module(flavour)
+    texts = ["the film was great", "awful plot", "a great cast", "bored"]
+    vectorizer = k.layers.TextVectorization(max_tokens=20, output_sequence_length=6)
+    vectorizer.adapt(texts)
+    raw = k.Input((1,), dtype="string")
+    vectorize = k.Model(raw, vectorizer(raw), name="vectorize")
+    ids = k.Input((6,), dtype="int64")
+    hidden = k.layers.LSTM(8, name="lstm")(k.layers.Embedding(20, 4)(ids))
+    classifier = k.Model(ids, k.layers.Dense(2, name="head")(hidden), name="classifier")
+    outer = k.Input((1,), dtype="string")
+    model = k.Model(outer, classifier(vectorize(outer)))
+
+    result = prune_units(model, 0.5)
+
+    assert result.get_layer("lstm").units == 4
+    kept = next(layer for layer in flavours.leaf_layers(result) if type(layer).__name__ == "TextVectorization")
+    assert kept.get_vocabulary() == vectorizer.get_vocabulary()
+    assert np.asarray(result(np.array([[t] for t in texts]))).shape == (4, 2)
