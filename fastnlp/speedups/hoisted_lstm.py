@@ -9,7 +9,9 @@ product per step; backward, one small product per step (``dz @ U^T``); ``x @ W``
 ``dU`` and the bias gradient as single products over all steps. The math, the weights and their
 layout are the stock layer's: the class only changes how the loop is executed.
 
-A padding mask is followed as Keras follows it: a masked step carries the states over. The layer keeps
+A padding mask is followed as Keras follows it: a masked step carries the states over, and the loop runs
+only over the steps some row of the batch counts (:func:`counted_span`), so the padding after a batch's
+longest sequence costs nothing, as with cuDNN's sequence lengths. The layer keeps
 the stock execution where that is the better or the only one: where cuDNN would run (a GPU is visible
 and the layer is cuDNN-eligible), with recurrent dropout, ``unroll=True`` or activations other than
 tanh/sigmoid (:func:`fastnlp.core.recurrent.fast_path_blockers` is the rule).
