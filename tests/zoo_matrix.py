@@ -34,8 +34,10 @@ def render(rows: list[dict]) -> str:
         "when the speedup had nothing to change and said so; *refused* when it raised a clear error before any work.",
         "For `prune_units`, \"computes what the input did\" means: once the units it removes are silenced in the input.",
         "`tune` *works* when it measured the model and a hoisted copy and returned one that computes what the input",
-        "did. A `to_tflite` cell *works* when `LiteRTModel` runs the export and its outputs, in the model's order, are",
-        "the model's (within 1e-4 in float32, 1e-3 in float16, 0.02 dynamic, 0.05 int8). The reasons follow the table.",
+        "did. `strip_pruning` *works* when the model `prune` returned, after a 2-step fit, strips to a model of the",
+        "input's flavour that computes what the pruned one did. A `to_tflite` cell *works* when `LiteRTModel` runs the",
+        "export and its outputs, in the model's order, are the model's (within 1e-4 in float32, 1e-3 in float16, 0.02",
+        "dynamic, 0.05 int8). The reasons follow the table.",
         "",
         f"Generated from a test run (`tests/zoo_matrix.py`): {len(rows)} cells, {counts['works']} work, "
         f"{counts['no effect']} no effect, {counts['refused']} refused, and nothing else: no unclear error, crash "
