@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import sys
 
 import zoo
@@ -55,13 +56,19 @@ def render(rows: list[dict]) -> str:
         reasons = collections.defaultdict(list)
         for row in rows:
             if row["transform"] == name and row["outcome"] != "works":
-                reasons[row["detail"].split("\n")[0]].append(f"{row['family']} ({row['flavour']})")
+                reasons[_numbering_dropped(row["detail"].split("\n")[0])].append(f"{row['family']} ({row['flavour']})")
         if reasons:
             lines += [f"### `{name}`", ""]
             for reason, where in sorted(reasons.items()):
                 lines.append(f"- {', '.join(where)}: {reason}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _numbering_dropped(reason: str) -> str:
+    """``reason`` without the numbers Keras appends to default names ('embedding_172' -> 'embedding'), so that one
+    reason given for differently numbered twins reads once."""
+    return re.sub(r"'([A-Za-z]+(?:_[A-Za-z]+)*)_\d+'", r"'\1'", reason)
 
 
 def main(argv: list[str]) -> int:
