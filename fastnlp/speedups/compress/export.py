@@ -134,6 +134,7 @@ def to_tflite(
         raise TypeError(f"right_padded must be True or False, got {right_padded!r}")
     _check_stateless(model)
     plain = stock_recurrent_layers(model)  # the converter fuses only the stock LSTM class
+    why_not = ""  # why a Keras 3 model stays Keras 3
     if source == "keras":
         exported, why_not = _fused_flavour(plain)
         if why_not and recurrent_layers(exported, of=("RNN",)):
@@ -148,7 +149,7 @@ def to_tflite(
 
         exported = unmasked_for_right_padding(exported)
     if quantization == "int8":
-        _check_int8_exportable(exported)  # after unwrapping quantization-aware layers: a wrapped GRU is a GRU
+        _check_int8_exportable(exported, why_not)  # after unwrapping quantization-aware layers: a wrapped GRU is a GRU
     if quantization == "dynamic":
         exported = _widen_narrow_lstm_inputs(exported)
     input_names, output_names = _io_names(exported)
@@ -248,8 +249,9 @@ def _check_stateless(model: Any) -> None:
             )
 
 
-def _check_int8_exportable(model: Any) -> None:
-    """Refuse, naming the layer, a model whose int8 calibration would crash the converter.
+def _check_int8_exportable(model: Any, why_not_tf_keras: str) -> None:
+    """Refuse, naming the layer, a model whose int8 calibration would crash the converter (``why_not_tf_keras``: why
+    a Keras 3 model stayed Keras 3, as the conversion said).
 
     Only an unmasked LSTM becomes a fused op; any other recurrent layer is exported as a loop of
     small ops, and calibrating that loop crashed the whole process (measured with TF 2.21: exit 139
@@ -262,7 +264,7 @@ def _check_int8_exportable(model: Any) -> None:
         if flavour == "keras":  # not converted to tf_keras, whose LSTM alone is tagged for the fused op
             raise ValueError(
                 f"quantization='int8' cannot export layer {recurrent.name!r} ({type(recurrent).__name__}): the model "
-                f"stays Keras 3 ({_fused_flavour(model)[1]}), where a recurrent layer exports as a loop of small ops, "
+                f"stays Keras 3 ({why_not_tf_keras}), where a recurrent layer exports as a loop of small ops, "
                 f"and calibrating that loop crashes the process. Use 'dynamic' (int8 weights, float activations)"
             )
         if not isinstance(recurrent, keras.layers.LSTM):

@@ -270,7 +270,7 @@ def test_an_int8_converter_crash_is_contained_and_reported(monkeypatch):
     calibration crash it foresees (exit 139) ends that process, and the caller gets a clear error."""
     from fastnlp.speedups.compress import export
 
-    monkeypatch.setattr(export, "_check_int8_exportable", lambda model: None)
+    monkeypatch.setattr(export, "_check_int8_exportable", lambda model, why_not_tf_keras: None)
     inputs = tf_keras.Input((SEQ,), dtype="int32")
     h = tf_keras.layers.GRU(4, return_sequences=True)(tf_keras.layers.Embedding(VOCAB, 4)(inputs))
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(VOCAB)(h), name="gru_model")
