@@ -219,7 +219,7 @@ EXPORT_CASES = [
     for j, family in enumerate(zoo.FAMILIES)
     for flavour in zoo.FAMILIES[family][1]
     for quantization in EXPORT_TOLERANCE
-    if FULL or family in EXPORT_FAMILIES and flavour == flavours.FLAVOURS[j % 2] and quantization is None
+    if FULL or family in EXPORT_FAMILIES and flavour == _alternating_flavour(j, family) and quantization is None
 ]
 
 
