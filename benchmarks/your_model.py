@@ -21,6 +21,7 @@ longest sequence is usually shorter than the padded length.
 
     python benchmarks/your_model.py                    # ~20 minutes on 2 cores
     python benchmarks/your_model.py --lengths sst2     # real sentence lengths
+    python benchmarks/your_model.py --width 0.5        # half the units (other sizes)
     python benchmarks/your_model.py --quick            # a smoke run
     python benchmarks/your_model.py --json out.json    # also write the figures
 """
@@ -46,27 +47,31 @@ from fastnlp.harness.reports import machine_summary
 VOCAB = 20_000
 
 
-def masked_classifier(keras, layer, seq_len: int) -> tuple:
+def masked_classifier(keras, layer, seq_len: int, embedding: int) -> tuple:
     inputs = keras.Input((seq_len,), dtype="int32")
-    x = keras.layers.Embedding(VOCAB, 128, mask_zero=True)(inputs)
+    x = keras.layers.Embedding(VOCAB, embedding, mask_zero=True)(inputs)
     return inputs, keras.layers.Dense(2, activation="softmax")(layer(x))
 
 
-def build(family: str):
-    """The compiled stock model of ``family``, its batch size, sequence length and label shape."""
+def build(family: str, width: float = 1.0):
+    """The compiled stock model of ``family``, its batch size, sequence length and label shape; ``width``
+    scales its embedding and recurrent units (0.5: a BiLSTM(64) tagger, an LSTM(128) classifier)."""
     import keras
+
+    def scaled(units: int) -> int:
+        return max(1, round(units * width))
 
     if family == "bilstm_tagger":
         seq_len, batch = 50, 32
         inputs = keras.Input((seq_len,), dtype="int32")
-        x = keras.layers.Embedding(VOCAB, 100, mask_zero=True)(inputs)
-        x = keras.layers.Bidirectional(keras.layers.LSTM(128, return_sequences=True))(x)
+        x = keras.layers.Embedding(VOCAB, scaled(100), mask_zero=True)(inputs)
+        x = keras.layers.Bidirectional(keras.layers.LSTM(scaled(128), return_sequences=True))(x)
         outputs, labels = keras.layers.Dense(9, activation="softmax")(x), (seq_len,)
         classes = 9
     else:
         seq_len, batch, classes, labels = 64, 64, 2, ()
-        recurrent = keras.layers.LSTM(256) if family == "masked_lstm_classifier" else keras.layers.GRU(256)
-        inputs, outputs = masked_classifier(keras, recurrent, seq_len)
+        layer = keras.layers.LSTM if family == "masked_lstm_classifier" else keras.layers.GRU
+        inputs, outputs = masked_classifier(keras, layer(scaled(256)), seq_len, scaled(128))
     model = keras.Model(inputs, outputs)
     model.compile("adam", "sparse_categorical_crossentropy")
     return model, batch, seq_len, labels, classes
@@ -101,10 +106,10 @@ def samples_per_second(model, data, steps: int, batch: int) -> float:
     return clock.samples_per_second(warmup_steps=done) or float("nan")
 
 
-def measure(family: str, rounds: int, steps: int, tune_steps: int, lengths_from: str = "uniform") -> dict:
+def measure(family: str, rounds: int, steps: int, tune_steps: int, lengths_from: str = "uniform", width: float = 1.0) -> dict:
     from fastnlp import tune
 
-    model, batch, seq_len, labels, classes = build(family)
+    model, batch, seq_len, labels, classes = build(family, width)
     data = dataset(batch, seq_len, labels, classes, lengths_from)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -119,7 +124,7 @@ def measure(family: str, rounds: int, steps: int, tune_steps: int, lengths_from:
         chosen_rates.append(samples_per_second(chosen, data, steps, batch))
     ratios = [c / s for s, c in zip(stock_rates, chosen_rates, strict=True)]
     row = {
-        "family": family, "lengths": lengths_from, "chosen": result.best, "batch": batch,
+        "family": family, "lengths": lengths_from, "width": width, "chosen": result.best, "batch": batch,
         "stock_samples_per_s": statistics.median(stock_rates), "chosen_samples_per_s": statistics.median(chosen_rates),
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
         "tune_table": [(m.name, m.samples_per_s, m.vs_input) for m in result.measurements],
@@ -138,6 +143,7 @@ def main() -> None:
     parser.add_argument("--tune-steps", type=int, default=30)
     parser.add_argument("--families", nargs="+", default=["masked_lstm_classifier", "bilstm_tagger", "gru_classifier"])
     parser.add_argument("--lengths", choices=["uniform", "sst2"], default="uniform", help="where the sequences' lengths come from")
+    parser.add_argument("--width", type=float, default=1.0, help="scale the embedding and recurrent units by this")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 24 steps, tune on 6 steps")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
@@ -145,7 +151,7 @@ def main() -> None:
         args.rounds, args.steps, args.tune_steps = 2, 24, 6
     machine = {**machine_summary(), "cpu_flags": sorted(f for f in hardware.cpu_flags() if f.startswith(("avx", "amx")))}
     print(json.dumps(machine))
-    rows = [measure(family, args.rounds, args.steps, args.tune_steps, args.lengths) for family in args.families]
+    rows = [measure(family, args.rounds, args.steps, args.tune_steps, args.lengths, args.width) for family in args.families]
     print("\n| model | batch | stock samples/s | tune's choice | its samples/s | ratio (median of pairs, min-max) |")
     print("| --- | ---: | ---: | --- | ---: | --- |")
     for row in rows:
