@@ -1,5 +1,6 @@
 """What a new user sees: fastnlp commands print their work, not TensorFlow's logs; the library leaves logging alone."""
 
+import json
 import os
 import re
 import subprocess
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+from fastnlp.harness.demo import LADDER, QUICK, format_table
 from fastnlp.harness.quiet import is_native_log_line
 
 
@@ -24,10 +26,11 @@ def run_command(*arguments, cwd):
     return result, output
 
 
-def test_demo_quick_prints_a_screenful_without_tensorflow_logs_or_bars(tmp_path):
+def test_demo_quick_prints_a_screenful_without_tensorflow_logs_or_bars_and_writes_its_results(tmp_path):
     # --quick's output with a smaller corpus and blog model, to keep the suite short
+    out = tmp_path / "out"
     result, output = run_command("demo", "--quick", "--budget", "3", "--max-chars", "60000", "--blog-units", "8",
-                                 "--out", str(tmp_path / "out"), cwd=tmp_path)
+                                 "--out", str(out), cwd=tmp_path)
     lines = output.splitlines()
     assert len(lines) <= 60, output
     native = [line for line in (result.stdout + result.stderr).splitlines() if is_native_log_line(line)]
@@ -36,7 +39,19 @@ def test_demo_quick_prints_a_screenful_without_tensorflow_logs_or_bars(tmp_path)
     assert "each recipe trains 3 s" in output  # the settings
     assert re.search(r"training the blog recipe \.\.\. \d+ steps in [\d.]+ s, validation loss", output), output
     assert re.search(r"training the fastnlp recipe \.\.\. \d+ steps in [\d.]+ s, validation loss", output), output
-    assert "seconds to loss 2.0" in output and f"wrote {tmp_path / 'out'}/results.json" in output
+    assert "seconds to loss 2.0" in output and f"wrote {out}/results.json" in output
+
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    for recipe in results["recipes"].values():
+        times = [t for t, _ in recipe["curve"]]
+        assert times == sorted(times) and recipe["curve"][0][0] == 0.0
+        assert recipe["training_s"] >= 3  # the same budget, each (where it stops is learning_rate_budget's test)
+        assert recipe["peak_rss_mb"] > 0 and recipe["steps"] > 0
+        assert len(recipe["sample"]) == QUICK.sample_chars
+    assert format_table(results) in output  # the printed table is the one written
+    assert all(f"seconds to loss {loss}" in output for loss in LADDER)
+    assert (out / "loss_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "char_lm.keras").exists()
 
 
 def test_verbose_brings_back_a_line_per_evaluation_and_tensorflows_own_lines(tmp_path):

@@ -1,35 +1,10 @@
-import json
+"""The demo's parts; the whole demo, as a user runs it, is tests/harness/test_cli_output.py's."""
 
 import pytest
 
-from fastnlp.harness.corpora import default_corpus
-from fastnlp.harness.demo import LADDER, DemoSettings, HeldOut, format_table, run_demo
+from fastnlp.harness.demo import DemoSettings, HeldOut, run_demo
 
 TINY = DemoSettings(budget_s=3.0, blog_units=8, blog_layers=2, validation_contexts=16, sample_chars=20, max_chars=60_000, verbose=0)
-
-
-@pytest.mark.filterwarnings("ignore::fastnlp.SpeedupWarning")
-def test_demo_gives_both_recipes_the_same_budget_and_writes_its_results(tmp_path, capsys):
-    text, corpus = default_corpus()
-    results = run_demo(text, corpus, TINY, str(tmp_path))
-
-    blog, fast = results["recipes"]["blog"], results["recipes"]["fastnlp"]
-    for recipe in (blog, fast):
-        times = [t for t, _ in recipe["curve"]]
-        assert times == sorted(times) and recipe["curve"][0][0] == 0.0
-        assert recipe["training_s"] >= TINY.budget_s  # the same budget, each (where it stops is learning_rate_budget's test)
-        assert recipe["peak_rss_mb"] > 0 and recipe["steps"] > 0
-        assert len(recipe["sample"]) == TINY.sample_chars
-    written = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
-    assert written["recipes"]["blog"]["curve"] == [list(point) for point in blog["curve"]]
-    assert (tmp_path / "loss_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "char_lm.keras").exists()
-    printed = capsys.readouterr().out
-    table = format_table(results)
-    assert table in printed
-    for loss in LADDER:
-        assert f"seconds to loss {loss}" in table
-    assert fast["sample"] in table and blog["sample"] in table
 
 
 def test_both_recipes_are_scored_on_the_same_held_out_contexts():
