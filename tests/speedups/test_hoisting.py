@@ -160,7 +160,8 @@ def test_masked_recurrence_gradient_matches_finite_differences(kept):
     mask, checked = KEEPS[kept]
     keep = tf.constant(mask, tf.float64)[:, :, None]
     for output in range(3 if checked == "all" else 1):  # every step's states, and the final h and c
-        theoretical, numerical = tf.test.compute_gradient(lambda *a, i=output: hoisted_recurrence(*a, keep=keep)[i], args)
+        traced = tf.function(lambda *a, i=output: hoisted_recurrence(*a, keep=keep)[i])  # one graph for the many calls
+        theoretical, numerical = tf.test.compute_gradient(traced, args)
         for t, n in zip(theoretical, numerical, strict=True):
             np.testing.assert_allclose(t, n, atol=1e-6)
 
@@ -242,9 +243,8 @@ def test_gru_recurrence_gradient_matches_finite_differences(reset_after):
     both_ends = tf.constant(KEEPS["both_ends"][0], tf.float64)[:, :, None]
     for masks, outputs in ((None, 1), (both_ends, 2)):
         for output in range(outputs):  # every step's state, and (masked: filled in after the loop) the final one
-            theoretical, numerical = tf.test.compute_gradient(
-                lambda *a, i=output: gru_recurrence(*a, keep=masks, reset_after=reset_after)[i], args  # noqa: B023
-            )
+            traced = tf.function(lambda *a, i=output: gru_recurrence(*a, keep=masks, reset_after=reset_after)[i])  # noqa: B023
+            theoretical, numerical = tf.test.compute_gradient(traced, args)
             for t, n in zip(theoretical, numerical, strict=True):
                 np.testing.assert_allclose(t, n, atol=1e-5)
 
