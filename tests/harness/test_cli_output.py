@@ -39,7 +39,7 @@ def test_demo_quick_prints_a_screenful_without_tensorflow_logs_or_bars_and_write
     assert "each recipe trains 3 s" in output  # the settings
     assert re.search(r"training the blog recipe \.\.\. \d+ steps in [\d.]+ s, validation loss", output), output
     assert re.search(r"training the fastnlp recipe \.\.\. \d+ steps in [\d.]+ s, validation loss", output), output
-    assert "seconds to loss 2.0" in output and f"wrote {out}/results.json" in output
+    assert f"wrote {out}/results.json" in output
 
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     for recipe in results["recipes"].values():
